@@ -1,0 +1,166 @@
+"""nbtrack: one notebook cell, one reproducible MLflow run.
+
+``import nbtrack`` is fast: MLflow, IPython, plotly and torch are imported only when a function
+that needs them is called.
+
+    %load_ext nbtrack
+
+    %%track --experiment digits --seed 42 --data data/digits.npz
+    lr = 0.01
+    for epoch in range(10):
+        ...
+        nbtrack.log(step=epoch, train_loss=tl, val_acc=va)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from nbtrack.errors import NbtrackError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "active_run",
+    "close_orphans",
+    "flush",
+    "load_ipython_extension",
+    "log",
+    "log_params",
+    "run",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbtrack``: registers ``%%track`` and ``%track_config``."""
+    from nbtrack import magic
+
+    magic.load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from nbtrack import magic
+
+    magic.unload(ipython)
+
+
+def _active():
+    tracker = sys.modules.get("nbtrack.tracker")
+    return tracker.active() if tracker is not None else None
+
+
+def log(step: int | None = None, **metrics: float) -> None:
+    """Log metrics to the tracked run: returns at once; a background writer persists them.
+
+    ``step`` defaults to one more than the key's previous step (0 for the first point). Keys and
+    values are checked here: a bad one raises ``InvalidMetric`` naming the key.
+    """
+    run = _active()
+    if run is None:
+        run = _no_run("nbtrack.log")
+    try:
+        run.log(step, **metrics)
+    except NbtrackError as e:
+        # The error is about the user's call: show their line and this one, not the machinery.
+        raise e.with_traceback(None) from None
+
+
+def log_params(**params: Any) -> None:
+    """Log params to the tracked run; a param cannot change value within a run."""
+    run = _active()
+    if run is None:
+        run = _no_run("nbtrack.log_params")
+    try:
+        run.log_params(params)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def _no_run(what: str):
+    from nbtrack import settings, tracker
+    from nbtrack.errors import UsageError
+
+    if settings.current().disable:
+        return tracker.NullRun.detached()
+    raise UsageError(
+        f"{what} needs a tracked run",
+        "put %%track on the cell's first line, or use `with nbtrack.run():`",
+    )
+
+
+def flush(timeout: float | None = 30.0) -> bool:
+    """Wait until every logged metric point is persisted; True when nothing is left over."""
+    from nbtrack import tracker
+
+    return tracker.writer().flush(timeout)
+
+
+def active_run():
+    """The innermost tracked run (its ``run_id``, ``experiment``, ``params``...), or None."""
+    return _active()
+
+
+@contextlib.contextmanager
+def run(
+    experiment: str | None = None,
+    name: str | None = None,
+    seed: int | None = None,
+    data: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    nested: bool = False,
+) -> Iterator[Any]:
+    """Track a block of a script (or notebook) as one run, with the same record as ``%%track``.
+
+    with nbtrack.run(experiment="digits", seed=42, data=["data/"], params={"lr": 0.01}):
+        ...
+    """
+    from nbtrack import settings, tracker
+    from nbtrack.capture.source import format_param
+
+    spec = tracker.RunSpec(
+        experiment=experiment,
+        name=name,
+        seed=seed,
+        data=[str(d) for d in data],
+        params={k: v if isinstance(v, str) else format_param(v) for k, v in (params or {}).items()},
+        tags={k: str(v) for k, v in (tags or {}).items()},
+        nested=nested,
+    )
+    if settings.current().disable:
+        null = tracker.NullRun()
+        try:
+            yield null
+        finally:
+            null.finish()
+        return
+    with tracker.tracked(spec, _source()) as r:
+        yield r
+
+
+def _source():
+    from nbtrack import tracker
+
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None and getattr(shell, "history_manager", None) is not None:
+        from nbtrack.magic import cell_source
+
+        src = cell_source(shell)
+        if src.path:
+            return src
+    main = sys.modules.get("__main__")
+    return tracker.script_source(getattr(main, "__file__", None))
+
+
+def close_orphans() -> list[str]:
+    """Close as KILLED the runs a dead kernel of this host left RUNNING; returns their ids."""
+    from nbtrack import store, tracker
+
+    store.configure()
+    return tracker.close_orphans()

@@ -1,0 +1,114 @@
+"""nbtrack's error hierarchy.
+
+Every error carries its fields and builds its own one-sentence message, so the magic can show it
+without a traceback. The fields are the exception's ``args``, which keeps every class picklable:
+grid points run in other processes and their errors cross process boundaries.
+"""
+
+from __future__ import annotations
+
+
+class NbtrackError(Exception):
+    """Base of every error nbtrack raises on purpose."""
+
+    def __str__(self) -> str:  # subclasses build a sentence from their fields
+        return " ".join(str(a) for a in self.args)
+
+
+class UsageError(NbtrackError):
+    """The user asked for something malformed: a bad flag, a bad ``-p``, a bad value."""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message, hint)
+        self.message, self.hint = message, hint
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+class DataNotFound(NbtrackError):
+    """A ``--data`` input does not exist."""
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"data input {self.path!r} does not exist; check the path given to --data"
+
+
+class InvalidMetric(NbtrackError):
+    """A metric key or value MLflow would refuse, caught at the call site."""
+
+    def __init__(self, key: str, value: str, reason: str):
+        super().__init__(key, value, reason)
+        self.key, self.value, self.reason = key, value, reason
+
+    def __str__(self) -> str:
+        if not self.value:
+            return f"metric name {self.key!r} is invalid: {self.reason}"
+        return f"metric {self.key!r}={self.value}: {self.reason}"
+
+
+class ParamConflict(NbtrackError):
+    """A param was logged again with a different value (MLflow params are immutable)."""
+
+    def __init__(self, key: str, old: str, new: str):
+        super().__init__(key, old, new)
+        self.key, self.old, self.new = key, old, new
+
+    def __str__(self) -> str:
+        return (
+            f"param {self.key!r} is already {self.old!r} in this run and cannot become "
+            f"{self.new!r}; log the new value under another name"
+        )
+
+
+class NotFound(NbtrackError):
+    """An unknown run, experiment, model or version."""
+
+    def __init__(self, kind: str, name: str, hint: str = ""):
+        super().__init__(kind, name, hint)
+        self.kind, self.name, self.hint = kind, name, hint
+
+    def __str__(self) -> str:
+        msg = f"no {self.kind} {self.name!r} in the tracking store"
+        return f"{msg}; {self.hint}" if self.hint else msg
+
+
+class StoreError(NbtrackError):
+    """MLflow refused or failed an operation; the message says which and why."""
+
+    def __init__(self, operation: str, reason: str, uri: str = ""):
+        super().__init__(operation, reason, uri)
+        self.operation, self.reason, self.uri = operation, reason, uri
+
+    def __str__(self) -> str:
+        where = f" at {self.uri}" if self.uri else ""
+        return f"could not {self.operation}{where}: {self.reason}"
+
+
+class MissingExtra(NbtrackError):
+    """An optional part was used without its dependencies installed."""
+
+    def __init__(self, feature: str, extra: str):
+        super().__init__(feature, extra)
+        self.feature, self.extra = feature, extra
+
+    def __str__(self) -> str:
+        return f"{self.feature} needs the '{self.extra}' extra: pip install 'nbtrack[{self.extra}]'"
+
+
+class NbtrackWarning(UserWarning):
+    """Something was not recorded, or looks wrong, but the user's work goes on."""
+
+
+def warn(message: str) -> None:
+    """Tell the user, in one line, that something was not recorded or looks wrong.
+
+    A real warning (filterable, and visible to ``pytest.warns``), shown without a source line:
+    the line that triggers it is nbtrack's, not the user's, and would only add noise.
+    """
+    import warnings
+
+    warnings.warn_explicit(message, NbtrackWarning, filename="nbtrack", lineno=0, module="nbtrack")

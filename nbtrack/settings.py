@@ -1,0 +1,97 @@
+"""Every NBTRACK_* environment variable and its default, in one place.
+
+Read at the moment of use (``current()``), not at import, so a test or a runner can change the
+environment of a live process.
+
+User settings
+  NBTRACK_TRACKING_URI   store for nbtrack runs; else MLFLOW_TRACKING_URI; else MLflow's default
+                         (``mlflow.db`` in the working directory)
+  NBTRACK_EXPERIMENT     default experiment; else MLFLOW_EXPERIMENT_NAME; else the notebook's stem
+  NBTRACK_DISABLE        "1": tracked cells run untracked (CI without a store)
+  NBTRACK_CARD           "0": no run card under tracked cells
+  NBTRACK_LIVE           "0": no live learning curves
+  NBTRACK_STATE_DIR      where the data-digest cache and the metric spool live
+                         (default: $XDG_CACHE_HOME/nbtrack or ~/.cache/nbtrack)
+  NBTRACK_QUEUE_MAX      metric points buffered in memory before nbtrack.log blocks (default 200000)
+  NBTRACK_HTTP_TIMEOUT   seconds a request to a tracking server may take (default 10)
+  NBTRACK_HTTP_RETRIES   retries of a failed request to a tracking server (default 1)
+
+Runner settings: nbtrack's own papermill runners (grid, reproduce) set these in the kernel's
+environment, and they take precedence over what the notebook's %%track lines say.
+  NBTRACK_RUNNER_NOTEBOOK    path of the notebook being executed (papermill sets none)
+  NBTRACK_RUNNER_EXPERIMENT  experiment every tracked cell logs to
+  NBTRACK_RUNNER_PARENT      run id every tracked cell nests under
+  NBTRACK_RUNNER_SEED        seed every tracked cell uses
+  NBTRACK_RUNNER_TAGS        JSON object of tags added to every run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    tracking_uri: str | None
+    experiment: str | None
+    disable: bool
+    card: bool
+    live: bool
+    state_dir: Path
+    queue_max: int
+    http_timeout: int
+    http_retries: int
+    runner_notebook: str | None
+    runner_experiment: str | None
+    runner_parent: str | None
+    runner_seed: int | None
+    runner_tags: dict[str, str]
+
+
+def _state_dir() -> Path:
+    if os.environ.get("NBTRACK_STATE_DIR"):
+        return Path(os.environ["NBTRACK_STATE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nbtrack"
+
+
+def current() -> Settings:
+    env = os.environ
+    seed = env.get("NBTRACK_RUNNER_SEED")
+    try:
+        tags = json.loads(env.get("NBTRACK_RUNNER_TAGS") or "{}")
+    except ValueError:
+        tags = {}
+    return Settings(
+        tracking_uri=env.get("NBTRACK_TRACKING_URI") or env.get("MLFLOW_TRACKING_URI") or None,
+        experiment=env.get("NBTRACK_EXPERIMENT") or env.get("MLFLOW_EXPERIMENT_NAME") or None,
+        disable=_flag("NBTRACK_DISABLE", False),
+        card=_flag("NBTRACK_CARD", True),
+        live=_flag("NBTRACK_LIVE", True),
+        state_dir=_state_dir(),
+        queue_max=max(1000, _int("NBTRACK_QUEUE_MAX", 200_000)),
+        http_timeout=_int("NBTRACK_HTTP_TIMEOUT", 10),
+        http_retries=_int("NBTRACK_HTTP_RETRIES", 1),
+        runner_notebook=env.get("NBTRACK_RUNNER_NOTEBOOK") or None,
+        runner_experiment=env.get("NBTRACK_RUNNER_EXPERIMENT") or None,
+        runner_parent=env.get("NBTRACK_RUNNER_PARENT") or None,
+        runner_seed=int(seed) if seed and seed.strip().lstrip("-").isdigit() else None,
+        runner_tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {},
+    )
