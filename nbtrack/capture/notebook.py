@@ -1,0 +1,115 @@
+"""Which notebook is this, what does it hold, and what has this kernel run so far."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbtrack.capture.redact import redact_text
+
+
+def notebook_path(
+    user_ns: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """The path of the notebook the kernel runs, or None in a plain shell or script.
+
+    In order: jupyter_server's session name (``__session__`` in the namespace, ``JPY_SESSION_NAME``
+    in the environment), VS Code's ``__vsc_ipynb_file__``, the path nbtrack's own papermill runners
+    pass in ``NBTRACK_RUNNER_NOTEBOOK`` (papermill itself tells the kernel nothing).
+    """
+    ns = user_ns or {}
+    env = os.environ if environ is None else environ
+    candidates = (
+        ns.get("__session__"),
+        env.get("JPY_SESSION_NAME"),
+        ns.get("__vsc_ipynb_file__"),
+        env.get("NBTRACK_RUNNER_NOTEBOOK"),
+    )
+    for value in candidates:
+        if isinstance(value, str) and value.endswith(".ipynb"):
+            return _resolve(value)
+    return None
+
+
+def _resolve(path: str) -> str:
+    # jupyter_server gives an absolute path; older servers gave one relative to the server root,
+    # while the kernel's working directory is the notebook's folder.
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return str(p.resolve())
+    if Path(p.name).exists():
+        return str(Path(p.name).resolve())
+    return str(p.absolute())
+
+
+@dataclass(frozen=True)
+class NotebookFile:
+    path: str
+    sha256: str  # of the saved file's bytes, as the user has it on disk
+    text: str  # the notebook JSON with secrets redacted, ready to log
+    parameters: str | None  # source of the cell tagged "parameters" (papermill's convention)
+
+
+def read_notebook(path: str, extra_secrets: Iterable[str] = ()) -> NotebookFile | None:
+    """The saved notebook at ``path``; None if it is missing or not a notebook."""
+    try:
+        raw = Path(path).read_bytes()
+        nb = json.loads(raw)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        return None
+    secrets = list(extra_secrets)
+    parameters = None
+    for cell in nb["cells"]:
+        if not isinstance(cell, dict):
+            continue
+        source = _joined(cell.get("source", ""))
+        if parameters is None and "parameters" in (cell.get("metadata", {}).get("tags") or []):
+            parameters = source
+        cell["source"] = redact_text(source, secrets)
+        for out in cell.get("outputs") or []:
+            _redact_output(out, secrets)
+    return NotebookFile(
+        path=path,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        text=json.dumps(nb, indent=1, ensure_ascii=False) + "\n",
+        parameters=parameters,
+    )
+
+
+def _joined(source: object) -> str:
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _redact_output(out: dict, secrets: list[str]) -> None:
+    # Outputs can echo secrets too (a printed config, an env dump); text is redacted, binary
+    # payloads (images) are left alone.
+    if "text" in out:
+        out["text"] = redact_text(_joined(out["text"]), secrets)
+    data = out.get("data")
+    if isinstance(data, dict):
+        for mime, value in list(data.items()):
+            if mime.startswith("text/"):
+                data[mime] = redact_text(_joined(value), secrets)
+    if "traceback" in out and isinstance(out["traceback"], list):
+        out["traceback"] = [redact_text(str(line), secrets) for line in out["traceback"]]
+
+
+def history_script(cells: Iterable[str], extra_secrets: Iterable[str] = ()) -> str:
+    """The cells this kernel ran, in order, as one script: unsaved work stays recoverable."""
+    secrets = list(extra_secrets)
+    parts = []
+    for i, cell in enumerate(cells, 1):
+        if cell.strip():
+            parts.append(f"# In[{i}]:\n{redact_text(cell.rstrip(), secrets)}\n")
+    return "\n".join(parts)
+
+
+def cell_sha256(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
