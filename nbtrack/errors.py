@@ -99,6 +99,10 @@ class MissingExtra(NbtrackError):
         return f"{self.feature} needs the '{self.extra}' extra: pip install 'nbtrack[{self.extra}]'"
 
 
+# A user's mistake: shown as one sentence, never as "tracking failed".
+USER_ERRORS = (UsageError, DataNotFound, InvalidMetric, ParamConflict, NotFound)
+
+
 class NbtrackWarning(UserWarning):
     """Something was not recorded, or looks wrong, but the user's work goes on."""
 

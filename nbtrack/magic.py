@@ -1,0 +1,393 @@
+"""``%%track`` and ``%track_config``: parse the line, hand over to the tracker, show the card.
+
+``%%track`` is an input transformer, not a cell magic that runs code itself: it replaces the
+``%%track ...`` line with a call that starts the run, and IPython then runs the rest of the cell
+exactly as it runs any cell (namespace, display of the last expression, tracebacks, top-level
+``await``, another cell magic on the next line). The ``post_run_cell`` event ends the run with
+the cell's outcome. The replaced line keeps its place, so tracebacks keep the cell's line numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from IPython.core.error import UsageError as IPythonUsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from nbtrack import settings
+from nbtrack.errors import USER_ERRORS, NbtrackError, StoreError, UsageError, warn
+
+PREFIX = "%%track"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print usage and exit the kernel's process
+        raise UsageError(f"%%track: {message}", "see %%track? for the flags")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="%%track", add_help=False, allow_abbrev=False)
+    p.add_argument("--experiment", "-e")
+    p.add_argument("--name", "-n")
+    p.add_argument("--seed", "-s", type=int)
+    p.add_argument("--data", "-d", action="append")
+    p.add_argument("--param", "-p", action="append")
+    p.add_argument("--tag", "-t", action="append")
+    p.add_argument("--no-auto-params", action="store_true", default=None)
+    p.add_argument("--nested", action="store_true", default=None)
+    p.add_argument("--no-live", action="store_true", default=None)
+    p.add_argument("--no-card", action="store_true", default=None)
+    p.add_argument("--register")
+    return p
+
+
+HELP = """Track this cell as one MLflow run.
+
+%%track [--experiment NAME] [--name RUN] [--seed N] [--data PATH ...] [-p KEY=VALUE ...]
+        [--tag KEY=VALUE ...] [--no-auto-params] [--nested] [--no-live] [--no-card]
+
+--experiment/-e  experiment (default: %track_config, NBTRACK_EXPERIMENT, MLFLOW_EXPERIMENT_NAME,
+                 else the notebook's name)
+--name/-n        run name
+--seed/-s        seed python, numpy and torch (default: a fresh seed, logged as random_seed)
+--data/-d        a data file or folder to fingerprint (repeatable)
+-p/--param       KEY=VALUE param (repeatable); literal assignments in the cell are params too
+--tag/-t         KEY=VALUE tag (repeatable)
+--no-auto-params do not log the cell's literal assignments as params
+--nested         make the run a child of the active run
+--no-live        no live learning curves under the cell
+--no-card        no run card under the cell
+"""
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}", f"write {flag} name=value")
+        out[key.strip()] = value
+    return out
+
+
+def parse_line(line: str, defaults: dict[str, Any] | None = None):
+    """The RunSpec a ``%%track`` line asks for, on top of the session's ``%track_config``."""
+    from nbtrack.tracker import RunSpec
+
+    try:
+        argv = shlex.split(line)
+    except ValueError as e:
+        raise UsageError(f"%%track: cannot read the line ({e})", "check its quotes") from None
+    ns = _parser().parse_args(argv)
+    d = defaults or {}
+    spec = RunSpec(
+        experiment=ns.experiment or d.get("experiment"),
+        name=ns.name or d.get("name"),
+        seed=ns.seed if ns.seed is not None else d.get("seed"),
+        data=[*d.get("data", []), *(ns.data or [])],
+        params={**d.get("params", {}), **_pairs(ns.param, "-p")},
+        tags={**d.get("tags", {}), **_pairs(ns.tag, "--tag")},
+        auto_params=not (ns.no_auto_params or d.get("no_auto_params")),
+        nested=bool(ns.nested or d.get("nested")),
+        live=False if (ns.no_live or d.get("no_live")) else None,
+        card=False if (ns.no_card or d.get("no_card")) else None,
+        register=ns.register or d.get("register"),
+    )
+    return spec
+
+
+def _config_update(defaults: dict[str, Any], line: str) -> dict[str, Any]:
+    spec = parse_line(line)
+    out = dict(defaults)
+    for key in ("experiment", "name", "seed", "register"):
+        if getattr(spec, key) is not None:
+            out[key] = getattr(spec, key)
+    for key in ("data",):
+        if spec.data:
+            out[key] = spec.data
+    for key in ("params", "tags"):
+        if getattr(spec, key):
+            out[key] = {**out.get(key, {}), **getattr(spec, key)}
+    for key, flag in (
+        ("no_auto_params", not spec.auto_params),
+        ("nested", spec.nested),
+        ("no_live", spec.live is False),
+        ("no_card", spec.card is False),
+    ):
+        if flag:
+            out[key] = True
+    return out
+
+
+# -- the transformer ---------------------------------------------------------------------------
+
+
+def _is_track(line: str) -> bool:
+    return line.startswith(PREFIX) and (len(line) == len(PREFIX) or line[len(PREFIX)].isspace())
+
+
+def transform(lines: list[str]) -> list[str]:
+    """``%%track ARGS`` on the first line -> a call that starts the run, on the same line."""
+    if not lines or not _is_track(lines[0]):
+        return lines
+    args = lines[0][len(PREFIX) :].strip()
+    call = f"__import__('nbtrack.magic').magic._begin_cell({args!r})\n"
+    body = lines[1:]
+    if body and body[0].startswith("%%"):
+        # Another cell magic follows (%%time, %%capture...): let IPython build its call.
+        from IPython.core.inputtransformer2 import cell_magic as ipython_cell_magic
+
+        return [call, *ipython_cell_magic(body)]
+    return [call, *body]
+
+
+# Parsing and the begin call have effects (they start a run); IPython's completeness checks
+# must not run this transformer.
+transform.has_side_effects = True  # type: ignore[attr-defined]
+
+
+# -- per-shell state and events ----------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    defaults: dict[str, Any] = field(default_factory=dict)
+    info: Any = None  # ExecutionInfo of the cell being run (pre_run_cell)
+    runs: list = field(default_factory=list)  # runs begun in the current cell
+    warmup: Any = None  # the background thread started by load()
+    live: dict = field(default_factory=dict)  # run id -> live curves view of a running cell
+
+
+_state = _State()
+
+
+def _pre_run_cell(info) -> None:
+    _state.info = info
+
+
+def _post_run_cell(result) -> None:
+    runs, _state.runs = _state.runs, []
+    if not runs:
+        return
+    error = result.error_in_exec if result is not None else None
+    if isinstance(error, KeyboardInterrupt):
+        status = "KILLED"
+    elif error is not None:
+        status = "FAILED"
+    else:
+        status = "FINISHED"
+    for run in reversed(runs):
+        _finish(run, status, error)
+
+
+def _finish(run, status: str, error: BaseException | None) -> None:
+    from nbtrack.tracker import NullRun
+
+    if isinstance(run, NullRun):
+        run.finish(status, error)
+        return
+    try:
+        run.finish(status, error)
+    except Exception as e:
+        warn(f"run {run.run_id} may be incomplete: {_reason(e)}")
+        return
+    finally:
+        view = _state.live.pop(run.run_id, None)
+        if view is not None:
+            with contextlib.suppress(Exception):
+                view.close()
+    if run.spec.card is not False and settings.current().card:
+        with contextlib.suppress(Exception):
+            from IPython.display import display
+
+            from nbtrack.widgets.card import card_for
+
+            display(card_for(run))
+
+
+def _reason(e: BaseException) -> str:
+    return str(e) if isinstance(e, NbtrackError) else f"{type(e).__name__}: {e}"
+
+
+def _begin_cell(args: str) -> None:
+    """Called from the first line of a tracked cell (see ``transform``)."""
+    from nbtrack import tracker
+
+    if settings.current().disable:
+        _state.runs.append(tracker.NullRun())
+        return
+    if _state.warmup is not None:
+        # The warm-up may be creating a new database; two threads must not migrate it at once.
+        _state.warmup.join(timeout=60)
+    shell = _shell()
+    try:
+        spec = parse_line(args, _state.defaults)
+        src = cell_source(shell, _state.info)
+        run = tracker.start(spec, src)
+    except NbtrackError as e:
+        if isinstance(e, USER_ERRORS):
+            # One sentence, no traceback; the cell stops before its code runs.
+            raise IPythonUsageError(str(e)) from None
+        _untracked(tracker, e)
+        return
+    except Exception as e:  # nbtrack's own failure must never be the reason a cell fails
+        _untracked(tracker, e)
+        return
+    _state.runs.append(run)
+    if run.spec.live is not False and settings.current().live:
+        _state.live[run.run_id] = _attach_live(run)
+
+
+def _attach_live(run):
+    """Live learning curves under the cell; None without a frontend or without the widgets
+    extra. A view that fails must not fail the cell."""
+    try:
+        from nbtrack.widgets import live
+    except ImportError:
+        return None
+    try:
+        return live.attach(run)
+    except Exception as e:
+        warn(f"live curves are off for this cell: {_reason(e)}")
+        return None
+
+
+def _untracked(tracker, e: BaseException) -> None:
+    what = "tracking store unavailable" if isinstance(e, StoreError) else "tracking failed"
+    warn(f"{what}, this cell runs untracked: {_reason(e)}")
+    _state.runs.append(tracker.NullRun())
+
+
+def _shell():
+    from IPython import get_ipython
+
+    return get_ipython()
+
+
+def kernel_id() -> str | None:
+    try:
+        from ipykernel import get_connection_file
+
+        name = os.path.basename(get_connection_file())
+    except Exception:
+        return None
+    return name.removeprefix("kernel-").removesuffix(".json")
+
+
+def cell_source(shell, info=None):
+    """The Source of the cell being run: its text, the notebook, the kernel's history."""
+    from nbtrack.capture.notebook import notebook_path
+    from nbtrack.tracker import Source
+
+    hist = list(shell.history_manager.input_hist_raw[1:]) if shell.history_manager else []
+    raw = getattr(info, "raw_cell", None)
+    if raw is None:
+        raw = hist[-1] if hist else ""
+    earlier = hist[:-1] if hist and hist[-1] == raw else hist
+    lines = raw.lstrip("\n").splitlines(keepends=True)
+    body = "".join(lines[1:]) if lines and _is_track(lines[0]) else raw
+    try:
+        python = shell.transform_cell(body)
+    except Exception:
+        python = body
+    return Source(
+        kind="NOTEBOOK",
+        path=notebook_path(shell.user_ns),
+        code=raw,
+        python=python,
+        history=[*earlier, raw],
+        earlier=earlier,
+        kernel=kernel_id(),
+    )
+
+
+@magics_class
+class TrackMagics(Magics):
+    @cell_magic("track")
+    def track(self, line: str, cell: str):
+        # Reached only when something calls run_cell_magic("track", ...) directly: the input
+        # transformer handles %%track cells before IPython looks for a cell magic.
+        return self.shell.run_cell(f"{PREFIX} {line}\n{cell}", store_history=False)
+
+    @line_magic("track_config")
+    def track_config(self, line: str = ""):
+        """Show or set %%track defaults for this session: takes %%track's flags; --reset clears."""
+        line = line.strip()
+        if line == "--reset":
+            _state.defaults = {}
+        elif line:
+            try:
+                _state.defaults = _config_update(_state.defaults, line)
+            except NbtrackError as e:
+                raise IPythonUsageError(str(e).replace("%%track", "%track_config")) from None
+        from nbtrack import store
+
+        shown = dict(_state.defaults)
+        shown["store"] = store.tracking_uri()
+        return shown
+
+
+TrackMagics.track.__doc__ = HELP
+
+
+def pin_default_store() -> None:
+    """Pin MLflow's default store to an absolute path now, so that a later ``os.chdir`` in the
+    notebook cannot move it; child processes (papermill kernels) inherit the same store."""
+    if os.environ.get("NBTRACK_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    mlflow = __import__("sys").modules.get("mlflow")
+    if mlflow is not None and mlflow.tracking.is_tracking_uri_set():
+        return
+    os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///" + os.path.abspath("mlflow.db")
+
+
+def load(shell) -> None:
+    pin_default_store()
+    shell.register_magics(TrackMagics)
+    cleanup = shell.input_transformers_cleanup
+    if transform not in cleanup:
+        cleanup.append(transform)
+    for name, fn in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
+        if fn not in shell.events.callbacks[name]:
+            shell.events.register(name, fn)
+    if _state.warmup is None:
+        _state.warmup = _warm_up()
+
+
+def unload(shell) -> None:
+    with contextlib.suppress(ValueError):
+        shell.input_transformers_cleanup.remove(transform)
+    for name, fn in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
+        with contextlib.suppress(ValueError):
+            shell.events.unregister(name, fn)
+
+
+def _warm_up():
+    """Import MLflow, list the installed distributions and close orphaned runs in the
+    background, so that loading the extension returns at once and the first cell is quick."""
+    import threading
+
+    def work() -> None:
+        with contextlib.suppress(Exception):
+            from nbtrack.capture import environment
+
+            environment.installed_distributions()
+        if settings.current().disable:
+            return
+        with contextlib.suppress(Exception):
+            from nbtrack import store, tracker
+
+            store.configure()
+            tracker.close_orphans()
+
+    thread = threading.Thread(target=work, name="nbtrack-warmup", daemon=True)
+    thread.start()
+    return thread
+
+
+__all__ = ["HELP", "TrackMagics", "load", "parse_line", "transform", "unload"]

@@ -1,0 +1,329 @@
+"""The one place that talks to MLflow.
+
+Everything goes through MLflow's public client and fluent APIs, so nbtrack works the same against
+the embedded SQLite store and a tracking server. MLflow's exceptions are translated here into
+nbtrack's errors, with a sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from nbtrack import settings
+from nbtrack.errors import NotFound, StoreError, UsageError
+
+# MLflow's batch limits (mlflow.utils.validation): at most 100 params+tags and 1000 metrics per
+# log_batch call, and 1000 entities in all.
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_DATASET_DIGEST = 36
+
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+
+_lock = threading.Lock()
+_clients: dict[str, MlflowClient] = {}
+_experiments: dict[tuple[str, str], str] = {}
+
+
+# -- where the store is ------------------------------------------------------------------------
+
+
+def absolute_uri(uri: str) -> str:
+    """The same store, named so that a later ``os.chdir`` cannot move it."""
+    if uri.startswith("sqlite:///"):
+        rest = uri[len("sqlite:///") :]
+        path, sep, query = rest.partition("?")
+        if path and path != ":memory:" and not path.startswith("/"):
+            return "sqlite:///" + os.path.abspath(path) + sep + query
+        return uri
+    if uri.startswith("file:") or "://" not in uri:
+        path = uri[len("file:") :] if uri.startswith("file:") else uri
+        path = path[2:] if path.startswith("//") else path
+        return Path(os.path.abspath(path)).as_uri()
+    return uri
+
+
+def tracking_uri() -> str:
+    """The store nbtrack writes to: NBTRACK_TRACKING_URI, else whatever MLflow would use."""
+    return absolute_uri(settings.current().tracking_uri or mlflow.get_tracking_uri())
+
+
+def configure() -> str:
+    """Point MLflow at nbtrack's store (absolute), bound server waits, and keep MLflow quiet.
+
+    Called before every run: cheap, and it follows a changed NBTRACK_TRACKING_URI.
+    """
+    s = settings.current()
+    uri = tracking_uri()
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+    # A tracking server that is down makes MLflow retry for minutes; a notebook cell must not
+    # wait on tracking that long. The user's own settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(s.http_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(s.http_timeout))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    quiet_mlflow()
+    return uri
+
+
+def quiet_mlflow() -> None:
+    """The notebook's output belongs to the user: MLflow's INFO chatter stays out of it."""
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    uri = uri or tracking_uri()
+    with _lock:
+        c = _clients.get(uri)
+        if c is None:
+            c = _clients[uri] = MlflowClient(tracking_uri=uri)
+        return c
+
+
+def server_url(uri: str | None = None) -> str | None:
+    """Base URL of the MLflow UI when the store is a tracking server, else None."""
+    uri = uri or tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+
+
+@contextlib.contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """Turn MLflow's exceptions into nbtrack's, saying which operation failed."""
+    try:
+        yield
+    except MlflowException as e:
+        raise _translate(operation, e) from e
+    except OSError as e:  # disk full, permission denied, unreachable server at socket level
+        raise StoreError(operation, str(e) or type(e).__name__, _safe_uri()) from e
+
+
+def _translate(operation: str, e: MlflowException) -> Exception:
+    code = getattr(e, "error_code", "")
+    message = _first_line(e.message if hasattr(e, "message") else str(e))
+    if code == "PERMISSION_DENIED":
+        message = "permission denied by the tracking server"
+    return StoreError(operation, message, _safe_uri())
+
+
+def _first_line(text: str) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line[:300]
+
+
+def _safe_uri() -> str:
+    from nbtrack.capture.redact import redact_url
+
+    try:
+        return redact_url(tracking_uri())
+    except Exception:
+        return ""
+
+
+# -- experiments and runs ----------------------------------------------------------------------
+
+
+def experiment_id(name: str) -> str:
+    """The id of experiment ``name``, created if missing (two kernels may race to create it)."""
+    uri = tracking_uri()
+    key = (uri, name)
+    if key in _experiments:
+        return _experiments[key]
+    c = client(uri)
+    with translated(f"open experiment {name!r}"):
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            try:
+                exp_id = c.create_experiment(name, artifact_location=_artifact_location(uri, name))
+            except MlflowException as e:
+                if getattr(e, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = c.get_experiment_by_name(name)
+                exp_id = exp.experiment_id
+        elif exp.lifecycle_stage == "deleted":
+            raise UsageError(
+                f"experiment {name!r} is deleted",
+                "restore it (mlflow experiments restore) or choose another --experiment",
+            )
+        else:
+            exp_id = exp.experiment_id
+    _experiments[key] = exp_id
+    return exp_id
+
+
+def _artifact_location(uri: str, name: str) -> str | None:
+    # With a SQLite store MLflow puts artifacts under the working directory of the process that
+    # first opened the store; nbtrack keeps them beside the database instead, so that a notebook
+    # that changed directory still writes to one place. Servers choose their own location.
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = uri[len("sqlite:///") :].partition("?")[0]
+    if db == ":memory:":
+        return None
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "experiment"
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return (Path(db).parent / "mlruns" / f"{slug}-{digest}").as_uri()
+
+
+def experiment_name(exp_id: str) -> str:
+    with translated("read experiment"):
+        return client().get_experiment(exp_id).name
+
+
+def active_run_id() -> str | None:
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
+def start_run(
+    experiment_id: str,
+    name: str | None,
+    tags: Mapping[str, str],
+    parent_run_id: str | None = None,
+) -> tuple[str, str]:
+    """Create the run and make it MLflow's active run, so plain ``mlflow.log_*`` calls land in it.
+
+    Returns (run id, run name).
+    """
+    nested = parent_run_id is not None and active_run_id() == parent_run_id
+    with translated("start a run"):
+        active = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=name,
+            tags=dict(tags),
+            nested=nested,
+            parent_run_id=None if nested else parent_run_id,
+        )
+    return active.info.run_id, active.info.run_name
+
+
+def log_params_tags(
+    run_id: str, params: Mapping[str, str] = (), tags: Mapping[str, str] = ()
+) -> None:
+    items = [Param(k, v) for k, v in dict(params).items()]
+    items += [RunTag(k, v) for k, v in dict(tags).items()]
+    c = client()
+    with translated("log params"):
+        for i in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
+            chunk = items[i : i + MAX_PARAMS_TAGS_PER_BATCH]
+            c.log_batch(
+                run_id,
+                params=[p for p in chunk if isinstance(p, Param)],
+                tags=[t for t in chunk if isinstance(t, RunTag)],
+            )
+
+
+def log_files(run_id: str, files: Mapping[str, str | bytes]) -> None:
+    """Log several small files (relative artifact path -> content) in one artifact upload."""
+    if not files:
+        return
+    with tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp:
+        for rel, content in files.items():
+            path = Path(tmp, rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")
+        with translated("log the run's snapshot files"):
+            client().log_artifacts(run_id, tmp)
+
+
+def log_datasets(run_id: str, inputs: Sequence[Mapping[str, object]]) -> None:
+    """Record data inputs as MLflow datasets (name, digest, source), context "training".
+
+    Each mapping holds ``name``, ``digest`` (full sha256), ``source`` (a path or URI) and any
+    extra fields, which go to the dataset's profile.
+    """
+    if not inputs:
+        return
+    datasets = []
+    for item in inputs:
+        profile = {k: v for k, v in item.items() if k not in ("name", "source")}
+        ds = Dataset(
+            name=str(item["name"]),
+            digest=str(item["digest"])[:MAX_DATASET_DIGEST],
+            source_type="local",
+            source=json.dumps({"uri": Path(str(item["source"])).as_uri()}),
+            profile=json.dumps(profile, sort_keys=True),
+        )
+        datasets.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", "training")]))
+    with translated("log data inputs"):
+        client().log_inputs(run_id, datasets=datasets)
+
+
+def log_metric_points(
+    run_id: str, points: Sequence[tuple[str, float, int, int]], uri: str | None = None
+) -> None:
+    """Persist (key, value, timestamp ms, step) points, in MLflow-sized batches."""
+    c = client(uri or None)
+    metrics = [Metric(k, v, ts, step) for k, v, ts, step in points]
+    with translated("log metrics"):
+        for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            c.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+
+
+def end_run(run_id: str, status: str) -> None:
+    """Give the run its terminal status; runs the user left open inside it end with it."""
+    with translated("end the run"):
+        while (active := mlflow.active_run()) is not None:
+            current = active.info.run_id
+            mlflow.end_run(status)
+            if current == run_id:
+                return
+        client().set_terminated(run_id, status)
+
+
+def get_run(run_id: str):
+    with translated("read run"):
+        try:
+            return client().get_run(run_id)
+        except MlflowException as e:
+            if getattr(e, "error_code", "") in (
+                "RESOURCE_DOES_NOT_EXIST",
+                "INVALID_PARAMETER_VALUE",
+            ):
+                raise NotFound("run", run_id) from e
+            raise
+
+
+def running_runs(host: str) -> list:
+    """Runs still RUNNING that were started on ``host`` (candidates for orphans)."""
+    c = client()
+    with translated("look for unfinished runs"):
+        exp_ids = [e.experiment_id for e in c.search_experiments(max_results=1000)]
+        if not exp_ids:
+            return []
+        runs = []
+        for i in range(0, len(exp_ids), 100):
+            runs += c.search_runs(
+                exp_ids[i : i + 100],
+                filter_string=f"attributes.status = 'RUNNING' and tags.`nbtrack.host` = '{host}'",
+                max_results=1000,
+            )
+        return runs
+
+
+def mark_killed(run_id: str, reason: str) -> None:
+    c = client()
+    with translated("close an orphaned run"):
+        c.set_tag(run_id, "nbtrack.killed_reason", reason)
+        c.set_terminated(run_id, "KILLED")

@@ -1,0 +1,471 @@
+"""A tracked run's life: start with a snapshot, log, finish with a status.
+
+The adapters (the ``%%track`` magic, ``nbtrack.run()``) describe what the user asked for
+(``RunSpec``) and what is running (``Source``); this module turns that into one MLflow run that
+follows the run-record contract of DESIGN.md. It knows nothing of IPython.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nbtrack import settings, store
+from nbtrack.capture import data as datacap
+from nbtrack.capture import environment, git, redact, seeds, source
+from nbtrack.capture import notebook as nbcap
+from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
+from nbtrack.writer import MetricWriter, check_key, check_value
+
+
+@dataclass
+class RunSpec:
+    """What the user asked for, from ``%%track`` flags or ``nbtrack.run()`` arguments."""
+
+    experiment: str | None = None
+    name: str | None = None
+    seed: int | None = None
+    data: list[str] = field(default_factory=list)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    auto_params: bool = True
+    nested: bool = False
+    live: bool | None = None
+    card: bool | None = None
+    register: str | None = None
+
+
+@dataclass
+class Source:
+    """What is running, as the adapter knows it."""
+
+    kind: str  # "NOTEBOOK" or "LOCAL" (MLflow's source types)
+    path: str | None  # the notebook or script file
+    code: str  # the cell (or script) as the user wrote it
+    python: str = ""  # the same code as plain Python, for finding literal params
+    history: Sequence[str] | None = None  # cells this kernel ran, in order (notebooks)
+    earlier: Sequence[str] = ()  # cells run before this one (papermill's parameters)
+    kernel: str | None = None
+    base_dir: str = field(default_factory=os.getcwd)
+
+
+_stack: list[TrackedRun | NullRun] = []
+_writer: MetricWriter | None = None
+_writer_lock = threading.Lock()
+
+
+def writer() -> MetricWriter:
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            s = settings.current()
+            _writer = MetricWriter(
+                persist=_persist_points,
+                maxsize=s.queue_max,
+                spool_dir=s.state_dir / "spool",
+                notify=warn,
+            )
+        return _writer
+
+
+def _persist_points(uri: str, run_id: str, points: list) -> None:
+    store.log_metric_points(run_id, points, uri=uri)
+
+
+def active() -> TrackedRun | NullRun | None:
+    """The innermost tracked run of this process, if any."""
+    return _stack[-1] if _stack else None
+
+
+class TrackedRun:
+    def __init__(self, run_id: str, name: str, experiment_id: str, experiment: str, uri: str):
+        self.run_id = run_id
+        self.name = name
+        self.experiment_id = experiment_id
+        self.experiment = experiment
+        self.uri = uri
+        self.params: dict[str, str] = {}
+        self.seed: int | None = None
+        self.data_hash: str | None = None
+        self.started = time.time()
+        self.ended: float | None = None
+        self.status = "RUNNING"
+        self.spec = RunSpec()
+
+    def __repr__(self) -> str:
+        return f"<TrackedRun {self.run_id} {self.experiment}/{self.name} {self.status}>"
+
+    @property
+    def duration(self) -> float:
+        return (self.ended or time.time()) - self.started
+
+    def log(self, step: int | None = None, **metrics: object) -> None:
+        writer().put(self.uri, self.run_id, metrics, step)
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        new = {}
+        for key, value in params.items():
+            text = value if isinstance(value, str) else source.format_param(value)
+            old = self.params.get(key)
+            if old is not None and old != text:
+                raise ParamConflict(key, old, text)
+            if old is None:
+                new[key] = text
+        if new:
+            params_out, files = _fit_params(redact.redact_params(new))
+            store.log_files(self.run_id, files)
+            store.log_params_tags(self.run_id, params=params_out)
+            self.params.update(params_out)
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        return writer().flush(timeout)
+
+    def finish(self, status: str = "FINISHED", error: BaseException | None = None) -> None:
+        """Persist what is queued, record late facts and the outcome, and end the run."""
+        if self.status != "RUNNING":
+            return
+        self.ended = time.time()
+        seeds.clear_pending()
+        try:
+            writer().flush()
+            late = {k: v for k, v in environment.library_versions().items() if k not in self.params}
+            files = {}
+            if error is not None and status == "FAILED":
+                tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+                files["nbtrack/traceback.txt"] = redact.redact_text(tb, redact.secret_values())
+            store.log_files(self.run_id, files)
+            if late:
+                store.log_params_tags(self.run_id, params=late)
+                self.params.update(late)
+        finally:
+            self.status = status
+            if self in _stack:
+                _stack.remove(self)
+            store.end_run(self.run_id, status)
+
+
+class NullRun:
+    """Stands in for a run when tracking is off (NBTRACK_DISABLE) or failed: the cell's own
+    ``nbtrack.log`` calls still validate their input, and record nothing."""
+
+    run_id = None
+    status = "RUNNING"
+
+    def __init__(self, push: bool = True) -> None:
+        if push:
+            _stack.append(self)
+
+    @classmethod
+    def detached(cls) -> NullRun:
+        return cls(push=False)
+
+    def log(self, step: int | None = None, **metrics: object) -> None:
+        for key, value in metrics.items():
+            check_value(check_key(key), value)
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        pass
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        return True
+
+    def finish(self, status: str = "FINISHED", error: BaseException | None = None) -> None:
+        self.status = status
+        if self in _stack:
+            _stack.remove(self)
+
+
+def experiment_for(spec: RunSpec, src: Source) -> str:
+    """Runner's experiment, else --experiment, else the settings, else the notebook's stem."""
+    s = settings.current()
+    if s.runner_experiment:
+        return s.runner_experiment
+    if spec.experiment:
+        return spec.experiment
+    if s.experiment:
+        return s.experiment
+    if src.path:
+        return Path(src.path).stem
+    return "Default"
+
+
+def start(spec: RunSpec, src: Source) -> TrackedRun:
+    """Start a tracked run and write its snapshot.
+
+    User mistakes (a missing data path, a bad value) raise before anything is written. A store
+    that fails raises StoreError: the adapter decides whether the work goes on untracked.
+    """
+    s = settings.current()
+    inputs = datacap.fingerprint(spec.data, base_dir=src.base_dir) if spec.data else []
+    parent = s.runner_parent
+    active_id = store.active_run_id()
+    if spec.nested:
+        if active_id is None and parent is None:
+            raise UsageError("--nested needs an active run to nest under", "start one first")
+        parent = active_id or parent
+    elif active_id is not None:
+        outer = active()
+        if outer is None or outer.run_id != active_id:
+            raise UsageError(
+                f"MLflow run {active_id} is still active",
+                "end it with mlflow.end_run(), or add --nested to make this run its child",
+            )
+        parent = active_id
+
+    seed = s.runner_seed if s.runner_seed is not None else spec.seed
+    if seed is None:
+        seed = seeds.draw_seed()
+    secret_values = redact.secret_values()
+    nb = (
+        nbcap.read_notebook(src.path, secret_values)
+        if src.path and src.kind == "NOTEBOOK"
+        else None
+    )
+    params = _params(spec, src, nb)
+    params["random_seed"] = str(seed)
+
+    uri = store.configure()
+    exp_name = experiment_for(spec, src)
+    exp_id = store.experiment_id(exp_name)
+    gitstate = git.git_state(src.path or src.base_dir)
+    if gitstate and gitstate.commit:
+        params["git_commit"] = gitstate.commit
+    data_hash = datacap.combined_digest(inputs) if inputs else None
+    if data_hash:
+        params["data_hash"] = data_hash
+    params["python_version"] = environment.python_version()
+    params.update(environment.library_versions())
+    params, long_files = _fit_params(redact.redact_params(params))
+
+    tags = _tags(spec, src, gitstate, s.runner_tags)
+    run_id, run_name = store.start_run(exp_id, spec.name, tags, parent_run_id=parent)
+    run = TrackedRun(run_id, run_name, exp_id, exp_name, uri)
+    run.spec, run.seed, run.data_hash = spec, seed, data_hash
+    _stack.append(run)
+    try:
+        seeds.apply_seed(seed)
+        files = _snapshot_files(src, nb, gitstate, inputs, secret_values)
+        files.update(long_files)
+        late_tags = {"nbtrack.notebook.sha256": nb.sha256} if nb else {}
+        store.log_params_tags(run_id, params=params, tags=late_tags)
+        run.params.update(params)
+        store.log_files(run_id, files)
+        store.log_datasets(run_id, [_dataset(i) for i in inputs])
+    except BaseException:
+        # A snapshot that cannot be written leaves no half-recorded RUNNING run behind.
+        with contextlib.suppress(Exception):
+            _stack.remove(run)
+            store.end_run(run_id, "FAILED")
+        raise
+    return run
+
+
+def _params(spec: RunSpec, src: Source, nb: nbcap.NotebookFile | None) -> dict[str, str]:
+    """Params in increasing precedence: notebook parameters cell, papermill's injected cell,
+    the cell's own literal assignments, then -p flags."""
+    out: dict[str, object] = {}
+    if spec.auto_params:
+        for code in _papermill_cells(src, nb):
+            out.update(source.literal_params(code))
+        out.update(source.literal_params(src.python or src.code))
+    text = {k: v if isinstance(v, str) else source.format_param(v) for k, v in out.items()}
+    text.update(spec.params)
+    return text
+
+
+def _papermill_cells(src: Source, nb: nbcap.NotebookFile | None) -> list[str]:
+    """The parameters cell (when the notebook has one and it ran here) and papermill's
+    injected cell (the last one that ran): a parameterized notebook's knobs become params
+    whether it was run by hand or by papermill."""
+    cells = []
+    if nb is not None and nb.parameters:
+        ran = {c.strip() for c in src.earlier}
+        if nb.parameters.strip() in ran:
+            cells.append(nb.parameters)
+    injected = [c for c in src.earlier if source.papermill_parameters(c)]
+    if injected:
+        cells.append(injected[-1])
+    return cells
+
+
+def _fit_params(params: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Values over MLflow's limit go to an artifact; the param points to it (never truncated)."""
+    fitted, files = {}, {}
+    for key, value in params.items():
+        if len(value) > store.MAX_PARAM_VALUE:
+            rel = f"nbtrack/params/{_safe_name(key)}.txt"
+            files[rel] = value
+            fitted[key] = f"artifact:{rel}"
+        else:
+            fitted[key] = value
+    return fitted, files
+
+
+def _safe_name(key: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[:100]
+
+
+def _tags(spec: RunSpec, src: Source, gitstate, runner_tags: Mapping[str, str]) -> dict[str, str]:
+    tags = {
+        "mlflow.source.type": src.kind,
+        "mlflow.user": _user(),
+        "nbtrack.host": socket.gethostname(),
+        "nbtrack.pid": str(os.getpid()),
+        "nbtrack.pid_start": _process_start(),
+        "nbtrack.kernel": src.kernel or "none",
+        "nbtrack.cell.sha256": nbcap.cell_sha256(src.code),
+    }
+    if src.path:
+        tags["mlflow.source.name"] = src.path
+    if gitstate is None:
+        tags["nbtrack.git"] = "not a git repository"
+    else:
+        tags["nbtrack.git.dirty"] = str(gitstate.dirty).lower()
+        if gitstate.commit:
+            tags["mlflow.source.git.commit"] = gitstate.commit
+        if gitstate.branch:
+            tags["mlflow.source.git.branch"] = gitstate.branch
+        if gitstate.repo_url:
+            tags["mlflow.source.git.repoURL"] = gitstate.repo_url
+    tags.update({k: redact.redact_text(str(v)) for k, v in spec.tags.items()})
+    tags.update(runner_tags)
+    return tags
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def _process_start() -> str:
+    try:
+        import psutil
+
+        return f"{psutil.Process().create_time():.3f}"
+    except Exception:
+        return ""
+
+
+def _snapshot_files(src: Source, nb, gitstate, inputs, secret_values) -> dict[str, str]:
+    files = {
+        "nbtrack/cell.py": redact.redact_text(src.code, secret_values),
+        "nbtrack/requirements.txt": environment.installed_distributions(),
+        "nbtrack/environment.json": json.dumps(environment.environment_info(), indent=1) + "\n",
+    }
+    if src.history is not None:
+        files["nbtrack/history.py"] = nbcap.history_script(src.history, secret_values)
+    if nb is not None:
+        files["nbtrack/notebook.ipynb"] = nb.text
+    if gitstate is not None and gitstate.dirty and gitstate.diff:
+        files["nbtrack/git.diff"] = gitstate.diff
+    if inputs:
+        files["nbtrack/data.json"] = json.dumps([i.to_dict() for i in inputs], indent=1) + "\n"
+    return files
+
+
+def _dataset(item: datacap.DataInput) -> dict:
+    d = {
+        "name": Path(item.path).name or item.given,
+        "digest": item.digest,
+        "source": item.path,
+        "sha256": item.digest,
+        "kind": item.kind,
+        "size": item.size,
+        "files": item.files,
+    }
+    if item.dvc_md5:
+        d["dvc_md5"] = item.dvc_md5
+    return d
+
+
+# -- runs a dead kernel left behind ------------------------------------------------------------
+
+
+def _alive(pid: int, started: str) -> bool:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        return not started or abs(proc.create_time() - float(started)) < 1.0
+    except (psutil.NoSuchProcess, ValueError):
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+_orphans_lock = threading.Lock()
+
+
+def close_orphans() -> list[str]:
+    """Close as KILLED the runs of this host whose kernel process is gone."""
+    with _orphans_lock:  # the extension's warm-up and an explicit call may overlap
+        return _close_orphans()
+
+
+def _close_orphans() -> list[str]:
+    host = socket.gethostname()
+    closed = []
+    for run in store.running_runs(host):
+        tags = run.data.tags
+        try:
+            pid = int(tags.get("nbtrack.pid", ""))
+        except ValueError:
+            continue
+        if pid == os.getpid() and any(r.run_id == run.info.run_id for r in _stack):
+            continue
+        if _alive(pid, tags.get("nbtrack.pid_start", "")):
+            continue
+        store.mark_killed(run.info.run_id, f"kernel process {pid} on {host} ended during the run")
+        closed.append(run.info.run_id)
+    return closed
+
+
+# -- the Python API for scripts ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tracked(spec: RunSpec, src: Source) -> Iterator[TrackedRun]:
+    """``with``-form of a run: FINISHED, FAILED (with traceback) or KILLED on Ctrl-C."""
+    run = start(spec, src)
+    try:
+        yield run
+    except KeyboardInterrupt as e:
+        run.finish("KILLED", e)
+        raise
+    except BaseException as e:
+        run.finish("FAILED", e)
+        raise
+    else:
+        run.finish("FINISHED")
+
+
+def script_source(path: str | None) -> Source:
+    code = ""
+    if path:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            code = Path(path).read_text(encoding="utf-8")
+    return Source(kind="LOCAL", path=os.path.abspath(path) if path else None, code=code)
+
+
+__all__ = [
+    "NbtrackError",
+    "RunSpec",
+    "Source",
+    "StoreError",
+    "TrackedRun",
+    "active",
+    "close_orphans",
+    "start",
+    "tracked",
+]

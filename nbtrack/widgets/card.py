@@ -1,0 +1,86 @@
+"""The run card shown under a tracked cell: plain HTML, so it survives saved and headless runs."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00"}
+MAX_METRICS = 6
+
+
+@dataclass(frozen=True)
+class RunCard:
+    run_id: str
+    experiment: str
+    name: str
+    status: str
+    duration: float
+    n_params: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    url: str | None = None
+
+    def _metric_items(self) -> list[tuple[str, str]]:
+        items = sorted(self.metrics.items())[:MAX_METRICS]
+        return [(k, f"{v:.4g}") for k, v in items]
+
+    def __repr__(self) -> str:
+        parts = [
+            f"nbtrack run {self.run_id} ({self.experiment} / {self.name})",
+            f"{self.status} in {_duration(self.duration)}",
+            f"{self.n_params} params",
+        ]
+        parts += [f"{k}={v}" for k, v in self._metric_items()]
+        return " · ".join(parts)
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        colour = STATUS_COLOURS.get(self.status, "#555")
+        metrics = " ".join(
+            f"<span style='margin-right:.8em'>{e(k)} <b>{e(v)}</b></span>"
+            for k, v in self._metric_items()
+        )
+        link = (
+            f" · <a href='{e(self.url, quote=True)}' target='_blank' rel='noopener'>MLflow</a>"
+            if self.url
+            else ""
+        )
+        return (
+            "<div class='nbtrack-card' style='font-size:12px;line-height:1.5;margin-top:4px;"
+            f"padding:3px 8px;border-left:3px solid {colour};background:rgba(127,127,127,.07)'>"
+            f"<b>nbtrack</b> · <code title='run id'>{e(self.run_id)}</code> · "
+            f"{e(self.experiment)} / {e(self.name)} · "
+            f"<b style='color:{colour}'>{e(self.status)}</b> in {e(_duration(self.duration))} · "
+            f"{self.n_params} params{link}" + (f"<br>{metrics}" if metrics else "") + "</div>"
+        )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, sec = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {sec} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def card_for(run) -> RunCard:
+    """The card of a finished TrackedRun, from what the store holds (plain mlflow.log_metric
+    calls included)."""
+    from nbtrack import store
+
+    data = store.get_run(run.run_id).data
+    url = store.server_url(run.uri)
+    if url:
+        url = f"{url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+    return RunCard(
+        run_id=run.run_id,
+        experiment=run.experiment,
+        name=run.name,
+        status=run.status,
+        duration=run.duration,
+        n_params=len(data.params),
+        metrics=dict(data.metrics),
+        url=url,
+    )

@@ -1,0 +1,53 @@
+"""Shared fixtures: a real MLflow SQLite store per test, and real kernels to run notebooks in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory) -> Path:
+    """An empty MLflow database, migrated once per session: a new one costs ~2 s of migrations,
+    and copying the file gives every test its own store for free."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    code = (
+        "import mlflow, sys; mlflow.set_tracking_uri('sqlite:///' + sys.argv[1]); "
+        "mlflow.MlflowClient().search_experiments()"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, template_db, monkeypatch) -> str:
+    """A fresh store for this test; nbtrack, MLflow and child kernels all write to it."""
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(template_db, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("NBTRACK_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("NBTRACK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("NBTRACK_EXPERIMENT", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    for name in list(os.environ):
+        if name.startswith("NBTRACK_RUNNER_"):
+            monkeypatch.delenv(name)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
+@pytest.fixture
+def client(store):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=store)

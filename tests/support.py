@@ -1,0 +1,75 @@
+"""Helpers for tests that run notebooks and read back what MLflow recorded."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
+
+
+def all_runs(client, experiment: str | None = None) -> list:
+    exps = client.search_experiments()
+    ids = [e.experiment_id for e in exps if experiment is None or e.name == experiment]
+    return client.search_runs(ids, order_by=["attributes.start_time ASC"]) if ids else []
+
+
+def artifact_text(client, run_id: str, path: str) -> str:
+    from mlflow.artifacts import download_artifacts
+
+    local = download_artifacts(run_id=run_id, artifact_path=path, tracking_uri=client.tracking_uri)
+    return Path(local).read_text(encoding="utf-8")
+
+
+def execute(
+    nb_path: Path,
+    cwd: Path,
+    *,
+    env: dict[str, str] | None = None,
+    timeout: int = 120,
+    allow_errors: bool = False,
+    interrupt_on_timeout: bool = False,
+):
+    """Run a notebook top to bottom in a fresh kernel (nbclient), as papermill and nbval do.
+
+    The kernel sees JPY_SESSION_NAME, as it would under JupyterLab, so nbtrack knows the path.
+    Returns the executed notebook; raises CellExecutionError unless ``allow_errors``.
+    """
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(nb_path, as_version=4)
+    kernel_env = {**os.environ, "JPY_SESSION_NAME": str(nb_path), **(env or {})}
+    nb_client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        interrupt_on_timeout=interrupt_on_timeout,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    nb_client.execute(env=kernel_env, cwd=str(cwd))
+    return nb
+
+
+def copy_notebook(name: str, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / name
+    shutil.copy(NOTEBOOKS / name, target)
+    return target
+
+
+def outputs_text(cell) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if "text" in out:
+            parts.append(out["text"])
+        for mime in ("text/plain", "text/html"):
+            if mime in out.get("data", {}):
+                parts.append(out["data"][mime])
+        if out.get("output_type") == "error":
+            parts.append(f"{out['ename']}: {out['evalue']}")
+    return "\n".join(parts)
