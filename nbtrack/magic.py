@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import os
 import shlex
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbtrack import settings
 from nbtrack.errors import USER_ERRORS, NbtrackError, StoreError, UsageError, warn
+from nbtrack.widgets.card import UntrackedCard, card_for
 
 PREFIX = "%%track"
 
@@ -190,6 +192,8 @@ def _finish(run, status: str, error: BaseException | None) -> None:
 
     if isinstance(run, NullRun):
         run.finish(status, error)
+        if run.reason and settings.current().card:
+            _display_card(UntrackedCard(run.reason))
         return
     try:
         run.finish(status, error)
@@ -203,11 +207,13 @@ def _finish(run, status: str, error: BaseException | None) -> None:
                 view.close()
     if run.spec.card is not False and settings.current().card:
         with contextlib.suppress(Exception):
-            from IPython.display import display
+            _display_card(card_for(run))
 
-            from nbtrack.widgets.card import card_for
 
-            display(card_for(run))
+def _display_card(card) -> None:
+    from IPython.display import display
+
+    display(card)
 
 
 def _reason(e: BaseException) -> str:
@@ -218,15 +224,23 @@ def _begin_cell(args: str) -> None:
     """Called from the first line of a tracked cell (see ``transform``)."""
     from nbtrack import tracker
 
+    try:
+        spec = parse_line(args, _state.defaults)
+    except NbtrackError as e:
+        raise IPythonUsageError(str(e)) from None
     if settings.current().disable:
-        _state.runs.append(tracker.NullRun())
+        # Untracked, but the cell computes what it computes tracked: an explicit seed holds.
+        if spec.seed is not None:
+            from nbtrack.capture import seeds
+
+            seeds.apply_seed(spec.seed)
+        _state.runs.append(tracker.NullRun("NBTRACK_DISABLE=1"))
         return
     if _state.warmup is not None:
         # The warm-up may be creating a new database; two threads must not migrate it at once.
         _state.warmup.join(timeout=60)
     shell = _shell()
     try:
-        spec = parse_line(args, _state.defaults)
         src = cell_source(shell, _state.info)
         run = tracker.start(spec, src)
     except NbtrackError as e:
@@ -260,7 +274,7 @@ def _attach_live(run):
 def _untracked(tracker, e: BaseException) -> None:
     what = "tracking store unavailable" if isinstance(e, StoreError) else "tracking failed"
     warn(f"{what}, this cell runs untracked: {_reason(e)}")
-    _state.runs.append(tracker.NullRun())
+    _state.runs.append(tracker.NullRun(what))
 
 
 def _shell():
@@ -270,10 +284,12 @@ def _shell():
 
 
 def kernel_id() -> str | None:
+    """The Jupyter kernel's id, from its connection file; None outside a kernel."""
+    ipykernel = sys.modules.get("ipykernel")  # importing it in a plain shell costs ~50 ms
+    if ipykernel is None:
+        return None
     try:
-        from ipykernel import get_connection_file
-
-        name = os.path.basename(get_connection_file())
+        name = os.path.basename(ipykernel.get_connection_file())
     except Exception:
         return None
     return name.removeprefix("kernel-").removesuffix(".json")
@@ -384,6 +400,9 @@ def _warm_up():
 
             store.configure()
             tracker.close_orphans()
+        # MLflow's run context imports GitPython on the first start_run (~70 ms): pay it here.
+        with contextlib.suppress(Exception):
+            __import__("git")
 
     thread = threading.Thread(target=work, name="nbtrack-warmup", daemon=True)
     thread.start()

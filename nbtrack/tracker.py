@@ -86,6 +86,14 @@ def active() -> TrackedRun | NullRun | None:
     return _stack[-1] if _stack else None
 
 
+_last: TrackedRun | None = None
+
+
+def last() -> TrackedRun | None:
+    """The run that finished most recently in this process."""
+    return _last
+
+
 class TrackedRun:
     def __init__(self, run_id: str, name: str, experiment_id: str, experiment: str, uri: str):
         self.run_id = run_id
@@ -147,7 +155,8 @@ class TrackedRun:
                 store.log_params_tags(self.run_id, params=late)
                 self.params.update(late)
         finally:
-            self.status = status
+            global _last
+            self.status, _last = status, self
             if self in _stack:
                 _stack.remove(self)
             store.end_run(self.run_id, status)
@@ -160,7 +169,8 @@ class NullRun:
     run_id = None
     status = "RUNNING"
 
-    def __init__(self, push: bool = True) -> None:
+    def __init__(self, reason: str = "", push: bool = True) -> None:
+        self.reason = reason  # why nothing is recorded, for the card
         if push:
             _stack.append(self)
 
@@ -180,6 +190,7 @@ class NullRun:
 
     def finish(self, status: str = "FINISHED", error: BaseException | None = None) -> None:
         self.status = status
+        seeds.clear_pending()
         if self in _stack:
             _stack.remove(self)
 

@@ -55,6 +55,24 @@ class RunCard:
         )
 
 
+@dataclass(frozen=True)
+class UntrackedCard:
+    """Where a run card would be, for a cell that ran untracked: saved notebooks stay honest,
+    and nbval's sanitize file compares it equal to a card (CI may run with NBTRACK_DISABLE=1)."""
+
+    reason: str
+
+    def __repr__(self) -> str:
+        return f"nbtrack run not recorded: {self.reason}"
+
+    def _repr_html_(self) -> str:
+        return (
+            "<div class='nbtrack-card' style='font-size:12px;margin-top:4px;padding:3px 8px;"
+            "border-left:3px solid #999;background:rgba(127,127,127,.07)'>"
+            f"<b>nbtrack</b> · run not recorded: {html.escape(self.reason)}</div>"
+        )
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.2f} s"

@@ -1,0 +1,129 @@
+"""%%track in an in-process IPython shell (the anywidget way of testing a magic): the parts of
+the cell's behaviour that need no kernel process. The contract itself is tested in real kernels
+in test_magic.py."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from support import all_runs
+
+from nbtrack import magic
+
+
+@pytest.fixture
+def shell(store):
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext nbtrack", store_history=True)
+    yield ip
+    ip.run_cell("%unload_ext nbtrack")
+    magic._state.defaults = {}
+    InteractiveShell.clear_instance()
+
+
+def run(ip, code: str):
+    result = ip.run_cell(code, store_history=True)
+    return result
+
+
+def test_cell_keeps_its_namespace_and_last_value(shell, client):
+    result = run(shell, "%%track -e ns --no-card\nx = 41\nx + 1")
+    assert result.success and result.result == 42
+    assert shell.user_ns["x"] == 41
+    [r] = all_runs(client, "ns")
+    assert r.data.params["x"] == "41"
+
+
+def test_tracebacks_keep_the_cells_line_numbers(shell, capsys):
+    result = run(shell, "%%track -e lines --no-card\na = 1\nb = 2\nraise RuntimeError('line 4')")
+    assert isinstance(result.error_in_exec, RuntimeError)
+    assert result.error_in_exec.__traceback__.tb_next.tb_lineno == 4
+
+
+def test_top_level_await_works_in_a_tracked_cell(shell, client):
+    result = run(
+        shell,
+        "%%track -e aw --no-card\nimport asyncio\nawait asyncio.sleep(0.01)\nvalue = 'awaited'",
+    )
+    assert result.success, result.error_in_exec
+    assert shell.user_ns["value"] == "awaited"
+    [r] = all_runs(client, "aw")
+    assert r.info.status == "FINISHED"
+
+
+def test_another_cell_magic_can_follow(shell, client):
+    result = run(shell, "%%track -e cap --no-card\n%%capture out\nprint('hidden')")
+    assert result.success, result.error_in_exec
+    assert "hidden" in shell.user_ns["out"].stdout
+    assert all_runs(client, "cap")[0].info.status == "FINISHED"
+
+
+def test_track_config_sets_session_defaults(shell, client):
+    run(shell, "%track_config --experiment cfg --tag team=nlp -p stage=dev --no-card")
+    shown = shell.run_line_magic("track_config", "")
+    assert shown["experiment"] == "cfg" and shown["store"].startswith("sqlite:///")
+    run(shell, "%%track -p lr=0.1\npass")
+    [r] = all_runs(client, "cfg")
+    assert r.data.tags["team"] == "nlp"
+    assert r.data.params["stage"] == "dev" and r.data.params["lr"] == "0.1"
+    run(shell, "%track_config --reset")
+    assert "experiment" not in shell.run_line_magic("track_config", "")
+
+
+def test_papermill_injected_parameters_become_params(shell, client):
+    run(shell, "# Parameters\nlr = 0.3\nepochs = 2\n")
+    run(shell, "%%track -e pm --no-card\nbatch = 8")
+    [r] = all_runs(client, "pm")
+    assert (r.data.params["lr"], r.data.params["epochs"], r.data.params["batch"]) == (
+        "0.3",
+        "2",
+        "8",
+    )
+
+
+def test_store_unreachable_runs_the_cell_untracked_with_one_warning(shell, monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("NBTRACK_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.warns(Warning, match="runs untracked") as caught:
+        result = run(shell, "%%track -e down\nimport nbtrack\nnbtrack.log(loss=1.0)\ny = 5")
+    assert result.success, result.error_in_exec
+    assert shell.user_ns["y"] == 5
+    assert len([w for w in caught if "nbtrack" in str(w.filename)]) == 1
+
+
+def test_disabled_cells_run_untracked(shell, client, monkeypatch):
+    monkeypatch.setenv("NBTRACK_DISABLE", "1")
+    result = run(shell, "%%track -e off\nimport nbtrack\nnbtrack.log(loss=1.0)\nz = 1")
+    assert result.success and shell.user_ns["z"] == 1
+    assert all_runs(client) == []
+
+
+def test_mlflow_info_logging_stays_out_of_the_output(shell, capsys):
+    run(shell, "%%track -e quiet --no-card\nimport mlflow\nmlflow.log_param('p', 1)")
+    captured = capsys.readouterr()
+    assert "INFO" not in captured.out + captured.err
+
+
+def test_transformer_leaves_other_cells_alone():
+    lines = ["%%trackers = 1\n", "x = 2\n"]
+    assert magic.transform(lines) == lines
+    assert magic.transform(["x = 1\n"]) == ["x = 1\n"]
+    out = magic.transform(["%%track -e a\n", "x = 1\n"])
+    assert out[1:] == ["x = 1\n"] and "_begin_cell('-e a')" in out[0]
+
+
+def test_parse_line_flags():
+    spec = magic.parse_line(
+        "-e exp -n name -s 3 -d a.csv -d b/ -p lr=0.1 -p opt=a=b --tag t=1 --no-auto-params "
+        "--nested --no-live --no-card"
+    )
+    assert (spec.experiment, spec.name, spec.seed) == ("exp", "name", 3)
+    assert spec.data == ["a.csv", "b/"]
+    assert spec.params == {"lr": "0.1", "opt": "a=b"}
+    assert spec.tags == {"t": "1"}
+    assert not spec.auto_params and spec.nested and spec.live is False and spec.card is False
