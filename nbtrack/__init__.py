@@ -27,7 +27,9 @@ __all__ = [
     "__version__",
     "active_run",
     "close_orphans",
+    "curves",
     "flush",
+    "last_run",
     "load_ipython_extension",
     "log",
     "log_params",
@@ -105,6 +107,12 @@ def active_run():
     return _active()
 
 
+def last_run():
+    """The tracked run that finished last in this kernel: ``run_id``, ``params``, ``status``."""
+    tracker = sys.modules.get("nbtrack.tracker")
+    return tracker.last() if tracker is not None else None
+
+
 @contextlib.contextmanager
 def run(
     experiment: str | None = None,
@@ -164,3 +172,27 @@ def close_orphans() -> list[str]:
 
     store.configure()
     return tracker.close_orphans()
+
+
+def curves(
+    runs: Any,
+    metrics: str | Sequence[str] | None = None,
+    x: str = "step",
+    *,
+    filter: str | None = None,
+    smoothing: float = 0.0,
+    log_y: bool = False,
+) -> Any:
+    """Learning curves of runs, overlaid: one colour per run, one subplot per metric family
+    (``train_loss`` and ``val_loss`` share "loss"), with a smoothing slider and a log toggle.
+
+    ``runs``: run ids, a DataFrame from ``mlflow.search_runs``, or an experiment name with
+    ``filter`` an MLflow filter string (``"params.lr = '0.1'"``). ``metrics``: keys or families
+    (default: all). ``x``: "step", "time" (seconds since each run started) or "timestamp".
+    Long series are downsampled for display (LTTB); MLflow keeps every point.
+
+        nbtrack.curves("digits", filter="metrics.val_acc > 0.9", metrics="loss", x="time")
+    """
+    from nbtrack.widgets import curves as view  # MissingExtra without the widgets extra
+
+    return view.show(runs, metrics, x, filter, smoothing=smoothing, log_y=log_y)

@@ -44,7 +44,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nested", action="store_true", default=None)
     p.add_argument("--no-live", action="store_true", default=None)
     p.add_argument("--no-card", action="store_true", default=None)
-    p.add_argument("--register")
     return p
 
 
@@ -98,7 +97,6 @@ def parse_line(line: str, defaults: dict[str, Any] | None = None):
         nested=bool(ns.nested or d.get("nested")),
         live=False if (ns.no_live or d.get("no_live")) else None,
         card=False if (ns.no_card or d.get("no_card")) else None,
-        register=ns.register or d.get("register"),
     )
     return spec
 
@@ -106,7 +104,7 @@ def parse_line(line: str, defaults: dict[str, Any] | None = None):
 def _config_update(defaults: dict[str, Any], line: str) -> dict[str, Any]:
     spec = parse_line(line)
     out = dict(defaults)
-    for key in ("experiment", "name", "seed", "register"):
+    for key in ("experiment", "name", "seed"):
         if getattr(spec, key) is not None:
             out[key] = getattr(spec, key)
     for key in ("data",):
@@ -235,6 +233,11 @@ def _begin_cell(args: str) -> None:
 
             seeds.apply_seed(spec.seed)
         _state.runs.append(tracker.NullRun("NBTRACK_DISABLE=1"))
+        if spec.live is not False and settings.current().live:
+            with contextlib.suppress(Exception):
+                from nbtrack.widgets import live
+
+                live.show_untracked()
         return
     if _state.warmup is not None:
         # The warm-up may be creating a new database; two threads must not migrate it at once.

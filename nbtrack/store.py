@@ -327,3 +327,58 @@ def mark_killed(run_id: str, reason: str) -> None:
     with translated("close an orphaned run"):
         c.set_tag(run_id, "nbtrack.killed_reason", reason)
         c.set_terminated(run_id, "KILLED")
+
+
+# -- reading runs back -------------------------------------------------------------------------
+
+
+def runs_by_id(run_ids: Sequence[str]) -> list:
+    """The runs ``run_ids`` (MLflow ``Run`` entities), in the order given; NotFound names the
+    first unknown id."""
+    return [get_run(run_id) for run_id in run_ids]
+
+
+def runs_in_experiment(name: str, filter_string: str | None = None, max_results: int = 1000):
+    """Runs of experiment ``name`` matching an MLflow filter string, oldest first."""
+    c = client()
+    with translated(f"search runs of experiment {name!r}"):
+        exp = c.get_experiment_by_name(name)
+        if exp is None or exp.lifecycle_stage == "deleted":
+            raise NotFound("experiment", name, "check the name, or pass run ids")
+        try:
+            return list(
+                c.search_runs(
+                    [exp.experiment_id],
+                    filter_string=filter_string or "",
+                    order_by=["attributes.start_time ASC"],
+                    max_results=max_results,
+                )
+            )
+        except MlflowException as e:
+            if filter_string and getattr(e, "error_code", "") == "INVALID_PARAMETER_VALUE":
+                raise UsageError(
+                    f"MLflow cannot read the filter {filter_string!r}: {_first_line(e.message)}",
+                    "see https://mlflow.org/docs/latest/search-runs.html for the syntax",
+                ) from None
+            raise
+
+
+def metric_history(run_id: str, key: str):
+    """Every point of metric ``key`` of a run, as numpy arrays (steps, timestamps ms, values),
+    in MLflow's order (timestamp, step, value).
+
+    MlflowClient.get_metric_history is MLflow's only public way to read a history: it returns
+    every point (in pages of 25,000 for a SQL store). MLflow's sampled history
+    (``get_metric_history_bulk_interval``, what the MLflow UI charts use) is a store method and an
+    ``ajax-api`` route of the server, not part of the client API, and it samples evenly, which
+    would lose spikes; nbtrack reads everything and downsamples for display itself.
+    """
+    import numpy as np
+
+    with translated(f"read the history of metric {key!r}"):
+        history = client().get_metric_history(run_id, key)
+    n = len(history)
+    steps = np.fromiter((m.step for m in history), dtype=np.int64, count=n)
+    stamps = np.fromiter((m.timestamp for m in history), dtype=np.int64, count=n)
+    values = np.fromiter((m.value for m in history), dtype=np.float64, count=n)
+    return steps, stamps, values

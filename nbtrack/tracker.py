@@ -41,7 +41,6 @@ class RunSpec:
     nested: bool = False
     live: bool | None = None
     card: bool | None = None
-    register: str | None = None
 
 
 @dataclass

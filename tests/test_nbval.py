@@ -19,8 +19,10 @@ def _nbval(nb, env) -> subprocess.CompletedProcess:
         check=True,
     ).stdout.strip()
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", str(nb)]
-        + ["--nbval-sanitize-with", cfg],
+        [
+            *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval"),
+            *(str(nb), "--nbval-sanitize-with", cfg),
+        ],
         capture_output=True,
         text=True,
         env=env,

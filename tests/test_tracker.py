@@ -68,14 +68,15 @@ def test_relogging_a_param_with_another_value_is_refused(store, client):
     with nbtrack.run(experiment="p") as r:
         nbtrack.log_params(lr=0.1)
         nbtrack.log_params(lr=0.1)  # same value: fine
-        with pytest.raises(ParamConflict, match="'lr' is already '0.1'"):
+        with pytest.raises(ParamConflict, match=r"'lr' is already '0\.1'"):
             nbtrack.log_params(lr=0.2)
     assert client.get_run(r.run_id).data.params["lr"] == "0.1"
 
 
 def test_missing_data_fails_before_anything_is_written(store, client):
-    with pytest.raises(DataNotFound, match="nope.csv"), nbtrack.run(
-        experiment="nodata", data=["nope.csv"]
+    with (
+        pytest.raises(DataNotFound, match=r"nope\.csv"),
+        nbtrack.run(experiment="nodata", data=["nope.csv"]),
     ):
         pass
     assert all_runs(client) == []

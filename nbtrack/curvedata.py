@@ -1,0 +1,539 @@
+"""Learning curves, pure: which runs, which metrics, grouped how, drawn from how many points.
+
+(Not ``nbtrack/curves.py``: importing a submodule ``nbtrack.curves`` would replace the public
+function ``nbtrack.curves`` with the module.)
+
+No IPython, no plotly here: the widgets (``nbtrack.widgets.curves``, ``.live``) and the static
+fallback (``nbtrack.widgets.static``) draw what this module returns. Data comes from MLflow through
+``nbtrack.store`` (after the fact) or from the metric writer's listeners (live).
+
+- Families: ``train_loss`` and ``val_loss`` are the "loss" family and share a subplot; the role
+  (``train``, ``val``...) decides the line style.
+- Long series are downsampled for display with LTTB (largest triangle three buckets), which keeps
+  the shape, the first and last points and, as nbtrack adds, the global minimum and maximum. The
+  full history stays in MLflow.
+- Smoothing is an exponential moving average with TensorBoard's debiasing, applied to the points
+  drawn (TensorBoard also smooths the sample it draws, not the full history).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nbtrack.errors import UsageError
+
+MAX_POINTS = 2000  # per series on screen: more than a plot is wide in pixels, cheap for plotly
+X_AXES = ("step", "time", "timestamp")
+X_LABELS = {"step": "step", "time": "time (s)", "timestamp": "time (UTC)"}
+
+# Roles a metric name can start or end with; synonyms share a line style.
+ROLES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "eval": "val",
+    "dev": "val",
+    "test": "test",
+}
+_SEP = re.compile(r"[_/.\-: ]")
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+# -- what is drawn -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run as the curves need it: its id, the name shown, and when it started."""
+
+    run_id: str
+    name: str
+    experiment_id: str = ""
+    start_ms: int | None = None
+    metric_keys: tuple[str, ...] = ()
+
+
+@dataclass
+class Series:
+    """One metric of one run, ready to draw: ``x`` numeric (steps, seconds or epoch ms)."""
+
+    run: RunRef
+    key: str
+    x: np.ndarray
+    y: np.ndarray
+    total: int  # finite points in the full history; len(x) when nothing was downsampled
+
+    @property
+    def family(self) -> str:
+        return family_of(self.key)[0]
+
+    @property
+    def role(self) -> str:
+        return family_of(self.key)[1]
+
+
+@dataclass
+class Curves:
+    """The series to draw, and along which x."""
+
+    series: list[Series] = field(default_factory=list)
+    x: str = "step"
+
+    def families(self) -> list[str]:
+        """Families in the order their first series appears."""
+        return list(dict.fromkeys(s.family for s in self.series))
+
+    def runs(self) -> list[RunRef]:
+        return list({s.run.run_id: s.run for s in self.series}.values())
+
+    def names(self) -> dict[str, str]:
+        """Run id -> the name to show, with a short id added where two runs share a name."""
+        return display_names(self.runs())
+
+    @property
+    def x_label(self) -> str:
+        return X_LABELS[self.x]
+
+
+def family_of(key: str) -> tuple[str, str]:
+    """(family, role) of a metric key: ``val_loss`` -> ("loss", "val"), ``loss/train`` ->
+    ("loss", "train"), ``lr`` -> ("lr", "")."""
+    parts = [p for p in _SEP.split(key) if p]
+    if len(parts) > 1:
+        first, last = parts[0].lower(), parts[-1].lower()
+        if first in ROLES:
+            return key[len(parts[0]) :].lstrip("_/.-: ") or key, ROLES[first]
+        if last in ROLES:
+            return key[: len(key) - len(parts[-1])].rstrip("_/.-: ") or key, ROLES[last]
+    return key, ""
+
+
+def group(keys: Iterable[str]) -> dict[str, list[str]]:
+    """Keys by family, families and keys in the order given."""
+    out: dict[str, list[str]] = {}
+    for key in keys:
+        out.setdefault(family_of(key)[0], []).append(key)
+    return out
+
+
+def display_names(runs: Sequence[RunRef]) -> dict[str, str]:
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.name] = counts.get(r.name, 0) + 1
+    return {r.run_id: r.name if counts[r.name] == 1 else f"{r.name} ({r.run_id[:7]})" for r in runs}
+
+
+# -- telling series apart ----------------------------------------------------------------------
+
+# Plotly's default qualitative palette: the same colours in the widget and the static picture.
+PALETTE = (
+    "#636efa",
+    "#ef553b",
+    "#00cc96",
+    "#ab63fa",
+    "#ffa15a",
+    "#19d3f3",
+    "#ff6692",
+    "#b6e880",
+    "#ff97ff",
+    "#fecb52",
+)
+DASHES = {"train": "solid", "": "solid", "val": "dash", "test": "dot"}
+_ROLE_COLOUR = {"train": 0, "": 0, "val": 1, "test": 2}
+
+
+@dataclass(frozen=True)
+class Style:
+    colour: str
+    dash: str  # plotly's names: solid, dash, dot, dashdot
+    legend: str  # the legend entry this series belongs to (not escaped)
+    group: str  # series of one legend entry toggle together
+    first: bool  # the series that shows its group's legend entry
+
+
+def _solid(s: Series) -> bool:
+    return DASHES.get(s.role) == "solid"
+
+
+def styles(curves: Curves) -> list[Style]:
+    """How each series of ``curves`` is drawn, in order.
+
+    Several runs: one colour per run (its name in the legend), the line style tells train from
+    val. One run (the live view): colour by role, one legend entry per metric, so that
+    train_loss and val_loss differ at a glance."""
+    runs = curves.runs()
+    out: list[Style] = []
+    seen: set[str] = set()
+    if len(runs) > 1:
+        names = curves.names()
+        index = {r.run_id: i for i, r in enumerate(runs)}
+        # The legend entry of a run is drawn like its series that carries it: prefer a solid one.
+        carrier: dict[str, int] = {}
+        for i, s in enumerate(curves.series):
+            current = carrier.get(s.run.run_id)
+            if current is None or (_solid(s) and not _solid(curves.series[current])):
+                carrier[s.run.run_id] = i
+        for i, s in enumerate(curves.series):
+            group = s.run.run_id
+            colour = PALETTE[index[group] % len(PALETTE)]
+            dash = DASHES.get(s.role, "dashdot")
+            out.append(Style(colour, dash, names[group], group, carrier[group] == i))
+        return out
+    used: dict[str, set[int]] = {}
+    for s in curves.series:
+        taken = used.setdefault(s.family, set())
+        c = _ROLE_COLOUR.get(s.role, 3)
+        while c in taken:
+            c += 1
+        taken.add(c)
+        dash = DASHES.get(s.role, "dashdot")
+        out.append(Style(PALETTE[c % len(PALETTE)], dash, s.key, s.key, s.key not in seen))
+        seen.add(s.key)
+    return out
+
+
+# -- downsampling and smoothing ----------------------------------------------------------------
+
+
+def lttb(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
+    """Indices of ``n`` points of (x, y) that keep the curve's shape (Steinarsson's LTTB), always
+    including the first and last points and the global minimum and maximum of ``y``.
+
+    ``x`` must be sorted; ``y`` finite. Returns sorted indices; all of them when ``n >= len(x)``.
+    """
+    size = len(x)
+    if n >= size:
+        return np.arange(size)
+    if n < 3:
+        raise ValueError(f"lttb needs n >= 3 (first, last and one bucket), got {n}")
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x[0]  # epoch milliseconds summed a million times would lose their last digits
+    y = np.asarray(y, dtype=np.float64)
+    buckets = n - 2
+    # Bucket b covers [edges[b], edges[b+1]) of the inner points 1 .. size-2.
+    edges = (np.arange(buckets + 1) * ((size - 2) / buckets)).astype(np.int64) + 1
+    edges[-1] = size - 1
+    # Mean of each bucket (and of the last point, after the last bucket), from cumulative sums.
+    cx = np.concatenate(([0.0], np.cumsum(x)))
+    cy = np.concatenate(([0.0], np.cumsum(y)))
+    lo = np.append(edges[:-1], size - 1)
+    hi = np.append(edges[1:], size)
+    counts = hi - lo
+    mean_x = (cx[hi] - cx[lo]) / counts
+    mean_y = (cy[hi] - cy[lo]) / counts
+
+    picks = np.empty(n, dtype=np.int64)
+    picks[0], picks[-1] = 0, size - 1
+    a = 0
+    for b in range(buckets):
+        start, end = edges[b], edges[b + 1]
+        ax, ay = x[a], y[a]
+        # Twice the area of the triangle (a, candidate, mean of the next bucket); the sign and
+        # the factor do not change which candidate is largest.
+        area = np.abs(
+            (ax - mean_x[b + 1]) * (y[start:end] - ay) - (ax - x[start:end]) * (mean_y[b + 1] - ay)
+        )
+        a = start + int(np.argmax(area))
+        picks[b + 1] = a
+    return _force(picks, edges, y)
+
+
+def _force(picks: np.ndarray, edges: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Put the global min and max of y into the picks, each replacing its bucket's pick (or a
+    neighbour's, when both fall in one bucket), so that the drawn y range is the data's."""
+    buckets = len(edges) - 1
+    chosen = set(picks.tolist())
+    required = {int(np.argmin(y)), int(np.argmax(y))}
+
+    def bucket_of(i: int) -> int:  # -1 or `buckets` for the first and last points
+        return int(np.searchsorted(edges, i, side="right")) - 1
+
+    # Buckets whose pick is a required point already must keep it.
+    taken = {bucket_of(i) for i in required if i in chosen}
+    for idx in sorted(required - chosen):
+        home = bucket_of(idx)
+        free = [b for b in range(buckets) if b not in taken]
+        if not free:  # n == 3 and both extremes inside: only one of them fits
+            break
+        b = min(free, key=lambda b: abs(b - home))
+        picks[b + 1] = idx
+        taken.add(b)
+    return np.sort(picks)
+
+
+def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    idx = lttb(x, y, n)
+    return x[idx], y[idx]
+
+
+def ema(y: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
+    """Exponential moving average, debiased as TensorBoard does (the start is not pulled
+    towards 0). ``weight`` in [0, 1): 0 leaves the values as they are."""
+    if not 0 <= weight < 1:
+        raise UsageError(f"smoothing must be in [0, 1), got {weight}", "try 0.6")
+    values = np.asarray(y, dtype=np.float64)
+    if weight == 0 or len(values) == 0:
+        return values.copy()
+    out = np.empty_like(values)
+    acc, n = 0.0, 0
+    for i, v in enumerate(values.tolist()):
+        if math.isfinite(v):
+            acc = acc * weight + (1 - weight) * v
+            n += 1
+        out[i] = acc / (1 - weight**n) if n else v
+    return out
+
+
+# -- building series ---------------------------------------------------------------------------
+
+
+def x_values(steps: np.ndarray, stamps: np.ndarray, x: str, start_ms: int | None) -> np.ndarray:
+    """The x of each point: its step, seconds since the run started, or its epoch ms."""
+    if x == "step":
+        return steps.astype(np.float64)
+    if x == "time":
+        origin = start_ms if start_ms is not None else (int(stamps.min()) if len(stamps) else 0)
+        return (stamps - origin).astype(np.float64) / 1000.0
+    if x == "timestamp":
+        return stamps.astype(np.float64)
+    raise UsageError(f"x must be one of {', '.join(X_AXES)}, got {x!r}", 'e.g. x="time"')
+
+
+def series_from_history(
+    run: RunRef,
+    key: str,
+    steps: np.ndarray,
+    stamps: np.ndarray,
+    values: np.ndarray,
+    x: str = "step",
+    max_points: int = MAX_POINTS,
+) -> Series:
+    """A drawable series from a full history: ordered along x, non-finite values left out (a
+    plot cannot place them), downsampled to ``max_points``."""
+    xs = x_values(np.asarray(steps), np.asarray(stamps), x, run.start_ms)
+    ys = np.asarray(values, dtype=np.float64)
+    if len(xs) and not np.all(xs[1:] >= xs[:-1]):
+        order = np.argsort(xs, kind="stable")  # stable: points of one step keep their order
+        xs, ys = xs[order], ys[order]
+    finite = np.isfinite(ys)
+    if not finite.all():
+        xs, ys = xs[finite], ys[finite]
+    total = len(xs)
+    xs, ys = downsample(xs, ys, max_points)
+    return Series(run=run, key=key, x=xs, y=ys, total=total)
+
+
+# -- after the fact: runs and their histories from MLflow --------------------------------------
+
+
+def ref_of(run: Any) -> RunRef:
+    """RunRef of an MLflow ``Run`` entity, or of nbtrack's running ``TrackedRun``."""
+    info = getattr(run, "info", None)
+    if info is None:
+        return RunRef(
+            run_id=run.run_id,
+            name=run.name or run.run_id[:8],
+            experiment_id=run.experiment_id,
+            start_ms=int(run.started * 1000),
+        )
+    name = info.run_name or run.data.tags.get("mlflow.runName") or info.run_id[:8]
+    return RunRef(
+        run_id=info.run_id,
+        name=name,
+        experiment_id=info.experiment_id,
+        start_ms=info.start_time,
+        metric_keys=tuple(sorted(run.data.metrics)),
+    )
+
+
+def resolve_runs(runs: Any, filter: str | None = None) -> list[RunRef]:
+    """The runs asked for, in order, without duplicates.
+
+    ``runs``: a run id; an iterable of run ids (or MLflow ``Run`` entities, tracked runs); a
+    DataFrame from ``mlflow.search_runs`` (its ``run_id`` column); or an experiment name, with
+    ``filter`` an MLflow filter string (``"params.lr = '0.1'"``) over that experiment's runs.
+    """
+    from nbtrack import store
+
+    store.configure()
+    if isinstance(runs, str):
+        if _RUN_ID.fullmatch(runs) and filter is None:
+            return [ref_of(r) for r in store.runs_by_id([runs])]
+        return [ref_of(r) for r in store.runs_in_experiment(runs, filter)]
+    if filter is not None:
+        raise UsageError(
+            "filter= applies to the runs of an experiment",
+            'pass the experiment name first: nbtrack.curves("digits", filter="...")',
+        )
+    columns = getattr(runs, "columns", None)
+    if columns is not None:  # a DataFrame, e.g. from mlflow.search_runs
+        if "run_id" not in columns:
+            raise UsageError("the DataFrame has no run_id column", "pass mlflow.search_runs(...)")
+        ids = [str(i) for i in runs["run_id"]]
+    elif isinstance(runs, Iterable):
+        ids = [_run_id(r) for r in runs]
+    else:
+        ids = [_run_id(runs)]
+    ids = list(dict.fromkeys(ids))
+    return [ref_of(r) for r in store.runs_by_id(ids)]
+
+
+def _run_id(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, RunRef):
+        return item.run_id
+    info = getattr(item, "info", None)
+    if info is not None and getattr(info, "run_id", None):
+        return info.run_id
+    if isinstance(getattr(item, "run_id", None), str):  # nbtrack's TrackedRun
+        return item.run_id
+    raise UsageError(
+        f"cannot read a run from {type(item).__name__}",
+        "pass run ids, a DataFrame from mlflow.search_runs, or an experiment name",
+    )
+
+
+def select_keys(available: Iterable[str], metrics: str | Sequence[str] | None) -> list[str]:
+    """Keys to draw: all when ``metrics`` is None; else each name as a key or as a family
+    (``"loss"`` selects ``train_loss`` and ``val_loss``)."""
+    keys = sorted(set(available))
+    if metrics is None:
+        return keys
+    wanted = [metrics] if isinstance(metrics, str) else list(metrics)
+    out = []
+    for name in wanted:
+        out += [k for k in keys if k == name or (k != name and family_of(k)[0] == name)]
+    return list(dict.fromkeys(out))
+
+
+def load(
+    runs: Any,
+    metrics: str | Sequence[str] | None = None,
+    x: str = "step",
+    filter: str | None = None,
+    max_points: int = MAX_POINTS,
+) -> Curves:
+    """Curves of ``runs`` (see resolve_runs) read back from MLflow, families sorted by name."""
+    if x not in X_AXES:
+        raise UsageError(f"x must be one of {', '.join(X_AXES)}, got {x!r}", 'e.g. x="time"')
+    from nbtrack import store
+
+    refs = resolve_runs(runs, filter)
+    series = []
+    for ref in refs:
+        for key in select_keys(ref.metric_keys, metrics):
+            steps, stamps, values = store.metric_history(ref.run_id, key)
+            if len(values):
+                series.append(series_from_history(ref, key, steps, stamps, values, x, max_points))
+    series.sort(key=lambda s: s.family)  # stable: runs keep their order within a family
+    return Curves(series, x)
+
+
+# -- live: points of a running run, as the writer persists them ---------------------------------
+
+
+class LiveCurves:
+    """The points of one run seen so far, fed from the metric writer's thread and read by a view's
+    redraw: ``add`` is cheap (list appends under a lock); ``snapshot`` downsamples a copy."""
+
+    def __init__(self, run: RunRef, max_points: int = MAX_POINTS):
+        self.run = run
+        self.max_points = max_points
+        self._lock = threading.Lock()
+        # Typed arrays, not lists: 24 bytes a point instead of ~100 (a million-point loop).
+        self._points: dict[str, tuple[array, array, array]] = {}
+        self.version = 0  # bumped by every add: a view redraws when it changed
+
+    def add(self, points: Iterable[tuple]) -> None:
+        """Points as the writer hands them: (run_id, key, value, timestamp_ms, step)."""
+        with self._lock:
+            for run_id, key, value, ts, step in points:
+                if run_id != self.run.run_id:
+                    continue
+                arrays = self._points.get(key)
+                if arrays is None:
+                    arrays = self._points[key] = (array("q"), array("q"), array("d"))
+                arrays[0].append(step)
+                arrays[1].append(ts)
+                arrays[2].append(value)
+            self.version += 1
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(v[0]) for v in self._points.values())
+
+    def snapshot(self, x: str = "step") -> Curves:
+        with self._lock:
+            copies = {
+                k: (
+                    np.frombuffer(s, np.int64).copy(),
+                    np.frombuffer(t, np.int64).copy(),
+                    np.frombuffer(v, np.float64).copy(),
+                )
+                for k, (s, t, v) in self._points.items()
+            }
+        series = [
+            series_from_history(self.run, key, *arrays, x=x, max_points=self.max_points)
+            for key, arrays in copies.items()
+        ]
+        order = group(copies)  # families in the order their first key arrived
+        rank = {f: i for i, f in enumerate(order)}
+        series.sort(key=lambda s: rank[s.family])
+        return Curves([s for s in series if s.total], x)
+
+    def complete(self, x: str = "step") -> Curves:
+        """The final picture of a finished run: the points seen live, plus the histories of the
+        keys logged around ``nbtrack.log`` (plain ``mlflow.log_metric``), read from MLflow.
+
+        The points seen live are those the writer persisted, so they are not read back: for a
+        long run that would cost seconds per million points at the end of the cell."""
+        from nbtrack import store
+
+        live = self.snapshot(x)
+        with self._lock:
+            seen = set(self._points)
+        others = sorted(set(store.get_run(self.run.run_id).data.metrics) - seen)
+        for key in others:
+            steps, stamps, values = store.metric_history(self.run.run_id, key)
+            if len(values):
+                live.series.append(
+                    series_from_history(self.run, key, steps, stamps, values, x, self.max_points)
+                )
+        if others:
+            order = group([s.key for s in live.series])
+            rank = {f: i for i, f in enumerate(order)}
+            live.series.sort(key=lambda s: rank[s.family])
+        return live
+
+
+__all__ = [
+    "MAX_POINTS",
+    "X_AXES",
+    "Curves",
+    "LiveCurves",
+    "RunRef",
+    "Series",
+    "Style",
+    "display_names",
+    "downsample",
+    "ema",
+    "family_of",
+    "group",
+    "load",
+    "lttb",
+    "resolve_runs",
+    "select_keys",
+    "series_from_history",
+    "styles",
+]
