@@ -27,13 +27,16 @@ __all__ = [
     "__version__",
     "active_run",
     "close_orphans",
+    "compare",
     "curves",
+    "diff",
     "flush",
     "last_run",
     "load_ipython_extension",
     "log",
     "log_params",
     "run",
+    "runs",
     "unload_ipython_extension",
 ]
 
@@ -196,3 +199,70 @@ def curves(
     from nbtrack.widgets import curves as view  # MissingExtra without the widgets extra
 
     return view.show(runs, metrics, x, filter, smoothing=smoothing, log_y=log_y)
+
+
+def runs(
+    experiment: str | Sequence[str] | None = None,
+    filter: str | None = None,
+    order_by: str | Sequence[str] | None = None,
+    max_runs: int | None = None,
+    *,
+    full: bool = False,
+) -> Any:
+    """The runs of an experiment as a pandas DataFrame, one row per run: run_id, name, status,
+    start_time, duration (s), user, notebook, git_commit (short, ``*`` when dirty), data_hash
+    (short), then ``params.<key>`` (strings, as MLflow keeps them) and ``metrics.<key>`` (last
+    value).
+
+    ``experiment``: a name or several (default: where ``%%track`` would write). ``filter``:
+    MLflow's syntax (``"metrics.val_acc > 0.9 and params.optimizer = 'adam'"``). ``order_by``:
+    MLflow's syntax or column names (``"metrics.val_acc DESC"``). ``max_runs``: fetch only that
+    many (the newest, or the first by ``order_by``).
+
+    The kernel keeps the runs: calling again asks MLflow only for runs started since, and those
+    that were still running (``full=True`` fetches everything again).
+    """
+    from nbtrack import runtable
+
+    return runtable.runs(experiment, filter, order_by, max_runs, full=full)
+
+
+def diff(run_a: str, run_b: str, *more: str) -> Any:
+    """What differs between runs (ids): params, metrics, git commit and uncommitted changes,
+    data digests, package versions, and the cell source as a unified diff; identical parts
+    are counted, not listed. Prints as text, shows as HTML in a notebook.
+
+        d = nbtrack.diff(best, runner_up)
+        d["params"].rows      # [Row(key='lr', values=('0.01', '0.1')), ...]
+    """
+    from nbtrack import comparedata
+
+    return comparedata.diff(run_a, run_b, *more)
+
+
+def compare(
+    experiment: str | Sequence[str] | None = None,
+    filter: str | None = None,
+    order_by: str | Sequence[str] | None = None,
+    max_runs: int | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    select: Sequence[str | int] | None = None,
+) -> Any:
+    """The run-comparison panel: the runs table (sort, MLflow filter, search, columns, select
+    rows), the diff of the selected runs, their learning curves, parallel coordinates and a
+    scatter of params against a metric, group-by with a metric's mean/min/max, and actions
+    (copy config, open in MLflow). ``panel.df`` is the table as shown, ``panel.selected`` the
+    selected rows.
+
+    Arguments as for ``nbtrack.runs``; ``columns``: the columns shown (default: all but library
+    versions); ``select``: run ids or row positions to select (``select=[0, 1]``: the top two).
+    Saved and headless-executed notebooks show the top rows and the selection's diff as HTML.
+
+        nbtrack.compare("digits", order_by="metrics.val_acc DESC", select=[0, 1])
+    """
+    from nbtrack.widgets import compare as view  # MissingExtra without the widgets extra
+
+    return view.show(
+        experiment, filter, order_by, max_runs, columns=columns, select=select
+    )

@@ -382,3 +382,75 @@ def metric_history(run_id: str, key: str):
     stamps = np.fromiter((m.timestamp for m in history), dtype=np.int64, count=n)
     values = np.fromiter((m.value for m in history), dtype=np.float64, count=n)
     return steps, stamps, values
+
+
+# -- comparison --------------------------------------------------------------------------------
+
+# Runs per search request. MLflow's SQL store accepts up to 50,000, but a tracking server caps a
+# page at 1,000 by default and a first page of 1,000 shows something within a second.
+SEARCH_PAGE = 1000
+
+
+def experiment_ids_by_name(names: Sequence[str]) -> dict[str, str]:
+    """Name -> id of existing, active experiments; NotFound names the first one missing."""
+    c = client()
+    out = {}
+    with translated("look up experiments"):
+        for name in names:
+            exp = c.get_experiment_by_name(name)
+            if exp is None or exp.lifecycle_stage == "deleted":
+                raise NotFound("experiment", name, "check the name (mlflow experiments search)")
+            out[name] = exp.experiment_id
+    return out
+
+
+def search_runs_page(
+    experiment_ids: Sequence[str],
+    filter_string: str = "",
+    order_by: Sequence[str] = (),
+    max_results: int = SEARCH_PAGE,
+    page_token: str | None = None,
+) -> tuple[list, str | None]:
+    """One page of MLflow ``Run`` entities and the token of the next page (None at the end).
+
+    A filter MLflow cannot read is the user's mistake (UsageError), not a store failure."""
+    c = client()
+    with translated("search runs"):
+        try:
+            page = c.search_runs(
+                list(experiment_ids),
+                filter_string=filter_string or "",
+                order_by=list(order_by) or None,
+                max_results=max_results,
+                page_token=page_token,
+            )
+        except MlflowException as e:
+            if getattr(e, "error_code", "") == "INVALID_PARAMETER_VALUE":
+                raise UsageError(
+                    f"MLflow cannot read the search {filter_string or ''!r} / "
+                    f"order_by {list(order_by)}: {_first_line(e.message)}",
+                    "see https://mlflow.org/docs/latest/search-runs.html for the syntax",
+                ) from None
+            raise
+    return list(page), page.token or None
+
+
+def artifact_text(run_id: str, path: str) -> str | None:
+    """The text of a run's artifact ``path``, or None when the run has no such artifact."""
+    from mlflow.artifacts import download_artifacts
+
+    # MLflow draws a progress bar per download; in a notebook that is noise under the user's
+    # output (the user's own setting wins).
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp:
+        try:
+            local = download_artifacts(
+                run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=tracking_uri()
+            )
+        except (MlflowException, OSError):
+            # Missing artifacts surface as either, depending on the artifact repository.
+            return None
+        try:
+            return Path(local).read_text(encoding="utf-8", errors="replace")
+        except (IsADirectoryError, OSError):
+            return None
