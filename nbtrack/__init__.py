@@ -160,11 +160,11 @@ def _source():
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is not None and getattr(shell, "history_manager", None) is not None:
-        from nbtrack.magic import cell_source
+        from nbtrack import magic
 
-        src = cell_source(shell)
-        if src.path:
-            return src
+        # The cell being run, as IPython handed it to the extension's pre_run_cell hook: the
+        # history holds it only when the frontend asked to store it (nbval does not).
+        return magic.cell_source(shell, magic._state.info)
     main = sys.modules.get("__main__")
     return tracker.script_source(getattr(main, "__file__", None))
 

@@ -33,6 +33,7 @@ def execute(
     timeout: int = 120,
     allow_errors: bool = False,
     interrupt_on_timeout: bool = False,
+    timeout_func=None,
 ):
     """Run a notebook top to bottom in a fresh kernel (nbclient), as papermill and nbval do.
 
@@ -49,6 +50,7 @@ def execute(
         kernel_name="python3",
         allow_errors=allow_errors,
         interrupt_on_timeout=interrupt_on_timeout,
+        timeout_func=timeout_func,
         resources={"metadata": {"path": str(cwd)}},
     )
     nb_client.execute(env=kernel_env, cwd=str(cwd))

@@ -127,3 +127,16 @@ def test_parse_line_flags():
     assert spec.params == {"lr": "0.1", "opt": "a=b"}
     assert spec.tags == {"t": "1"}
     assert not spec.auto_params and spec.nested and spec.live is False and spec.card is False
+
+
+def test_run_block_in_a_cell_records_that_cell_even_without_history(shell, client):
+    import json
+
+    from support import artifact_text
+
+    code = "import nbtrack\nwith nbtrack.run(experiment='block') as r:\n    q = 1\n"
+    result = shell.run_cell(code, store_history=False)  # as nbval runs cells
+    assert result.success, result.error_in_exec
+    [run] = all_runs(client, "block")
+    assert artifact_text(client, run.info.run_id, "nbtrack/cell.py") == code
+    assert json.loads(artifact_text(client, run.info.run_id, "nbtrack/environment.json"))
