@@ -51,3 +51,10 @@ def client(store):
     from mlflow import MlflowClient
 
     return MlflowClient(tracking_uri=store)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last: playwright's sync API keeps an asyncio loop running in the main thread
+    for the rest of the session, and IPython's top-level await (tests/test_shell.py) cannot run
+    on a loop that is already running."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
