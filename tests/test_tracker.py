@@ -12,7 +12,8 @@ import pytest
 from support import all_runs, artifact_text
 
 import nbtrack
-from nbtrack import store, tracker
+from nbtrack import store as store_module
+from nbtrack import tracker
 from nbtrack.errors import DataNotFound, NbtrackError, ParamConflict, StoreError, UsageError
 
 
@@ -114,7 +115,8 @@ def test_experiment_precedence(store, monkeypatch):
 def test_an_active_mlflow_run_is_not_silently_nested(store):
     import mlflow
 
-    with mlflow.start_run():
+    # an explicit experiment: MLflow's fluent API keeps the last set_experiment of the process
+    with mlflow.start_run(experiment_id=store_module.experiment_id("outer-mlflow")):
         with pytest.raises(UsageError, match="--nested"), nbtrack.run(experiment="x"):
             pass
         with nbtrack.run(experiment="x", nested=True) as child:
@@ -173,10 +175,10 @@ def test_disabled_tracking_runs_the_block_untracked(store, client, monkeypatch):
 
 def test_store_uri_is_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert store.absolute_uri("sqlite:///rel/m.db") == f"sqlite:///{tmp_path}/rel/m.db"
-    assert store.absolute_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
-    assert store.absolute_uri("http://h:5000") == "http://h:5000"
-    assert store.absolute_uri("mlruns") == (tmp_path / "mlruns").as_uri()
+    assert store_module.absolute_uri("sqlite:///rel/m.db") == f"sqlite:///{tmp_path}/rel/m.db"
+    assert store_module.absolute_uri("sqlite:////abs/m.db") == "sqlite:////abs/m.db"
+    assert store_module.absolute_uri("http://h:5000") == "http://h:5000"
+    assert store_module.absolute_uri("mlruns") == (tmp_path / "mlruns").as_uri()
 
 
 def test_artifacts_live_beside_a_sqlite_store(store, client, tmp_path, monkeypatch):
