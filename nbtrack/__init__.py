@@ -26,15 +26,24 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "active_run",
+    "archive",
+    "audit",
     "close_orphans",
     "compare",
     "curves",
     "diff",
     "flush",
     "last_run",
+    "load",
     "load_ipython_extension",
     "log",
     "log_params",
+    "production",
+    "promote",
+    "register",
+    "registry",
+    "reproduce",
+    "rollback",
     "run",
     "runs",
     "unload_ipython_extension",
@@ -266,3 +275,127 @@ def compare(
     return view.show(
         experiment, filter, order_by, max_runs, columns=columns, select=select
     )
+
+
+# -- the model registry (nbtrack.models; the panel in nbtrack.widgets.registry_panel) -----------
+
+
+def register(run_id: str, name: str, model_path: str | None = None) -> Any:
+    """Register the model run ``run_id`` logged as a new version of model ``name`` (created if
+    needed); ``%%track --register NAME`` does this when the cell finishes. ``model_path``: the
+    name given to ``log_model`` when the run logged several (default: the last one).
+
+    The version carries tags ``run_id``, the run's final metrics, ``data_hash``, ``git_commit``,
+    ``notebook`` and a description from the run. Returns the version (``.version``, ``.tags``).
+    """
+    from nbtrack import models
+
+    return models.register(run_id, name, model_path)
+
+
+def promote(
+    name: str,
+    version: int | str,
+    stage: str = "production",
+    reason: str | None = None,
+    *,
+    force: bool = False,
+) -> Any:
+    """Move ``stage`` ("production" or "staging", MLflow aliases) of model ``name`` to
+    ``version``. The version production replaces is archived and marked
+    ``previous_production``. A version whose run FAILED is refused unless ``force=True``. Who,
+    when, from which version to which and ``reason`` go to the audit trail.
+
+        nbtrack.promote("digits", 3, reason="val_acc 0.97 on the new data")
+    """
+    from nbtrack import models
+
+    return models.promote(name, version, stage, reason, force=force)
+
+
+def rollback(name: str, reason: str | None = None) -> Any:
+    """Put the previous production version of model ``name`` back in production, in one call."""
+    from nbtrack import models
+
+    return models.rollback(name, reason)
+
+
+def archive(name: str, version: int | str, reason: str | None = None) -> Any:
+    """Archive a version of model ``name`` (not the one in production)."""
+    from nbtrack import models
+
+    return models.archive(name, version, reason)
+
+
+def audit(name: str) -> Any:
+    """The audit trail of model ``name`` as a DataFrame, oldest first: when, who, action
+    (register, promote, rollback, archive), stage, from_version, to_version, reason."""
+    from nbtrack import models
+
+    return models.audit(name)
+
+
+def production(name: str) -> Any:
+    """What is in production for model ``name``: version, run, metrics, data hash, when it was
+    promoted and by whom, and the version before it (``.previous``)."""
+    from nbtrack import models
+
+    return models.production(name)
+
+
+def load(
+    name: str,
+    stage: str = "production",
+    *,
+    version: int | str | None = None,
+    flavor: str | None = None,
+) -> Any:
+    """Load ``models:/NAME@production`` (or ``stage="staging"``, or ``version=3``) with MLflow's
+    loader for the model's flavour; ``flavor="pyfunc"`` for MLflow's generic wrapper."""
+    from nbtrack import models
+
+    return models.load(name, stage, version=version, flavor=flavor)
+
+
+def registry(name: str | None = None) -> Any:
+    """The registry panel: the registered models, and for model ``name`` its versions with
+    their stages, key metrics, data hash, source run and creation time; promote, roll back and
+    archive (each asks for confirmation); the audit trail below."""
+    from nbtrack.widgets import registry_panel as view  # MissingExtra without the widgets extra
+
+    return view.show(name)
+
+
+# -- reproduction (nbtrack.repro) ---------------------------------------------------------------
+
+
+def reproduce(
+    run_id: str,
+    rtol: float = 1e-6,
+    atol: float = 0.0,
+    metrics: Sequence[str] | str | None = None,
+    timeout: float | None = None,
+    strict: bool = False,
+) -> Any:
+    """Run a tracked run again from its record alone, and say whether its result holds.
+
+    The notebook is rebuilt from the run's snapshot (else from the kernel's history) up to the
+    tracked cell, with the run's params injected by papermill and its seed forced, and executed
+    in a fresh kernel in a scratch folder holding the data inputs at their recorded relative
+    paths, tracking into the same store. A script run (``nbtrack.run()``) runs its recorded
+    script again. Before running, data digests, git, packages and Python are checked against the
+    record: drift is reported, and refused with ``strict=True``; a data input that is gone stops
+    it.
+
+    Returns a ``ReproReport`` (``.verdict``): REPRODUCED (every metric, or those in ``metrics``,
+    within ``atol + rtol * |original|``), DRIFTED (``.metrics`` original vs re-run, ``.causes``)
+    or FAILED (``.failure``: the cell and its traceback). ``timeout``: seconds the execution may
+    take. The re-run carries tags ``nbtrack.reproduces`` and ``nbtrack.repro.verdict``, the
+    report and the executed notebook as artifacts; the original, ``nbtrack.reproduced_by``.
+
+        report = nbtrack.reproduce(run_id)
+        report.verdict   # 'REPRODUCED'
+    """
+    from nbtrack import repro
+
+    return repro.reproduce(run_id, rtol, atol, metrics, timeout, strict)

@@ -32,6 +32,193 @@ def _store(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the model registry ------------------------------------------------------------------------
+
+
+def _registry_list(args: argparse.Namespace) -> int:
+    from nbtrack import models
+
+    rows = [
+        (
+            m.name,
+            m.production or "-",
+            m.staging or "-",
+            m.previous or "-",
+            m.latest or "-",
+            m.updated.strftime("%Y-%m-%d %H:%M") if m.updated else "-",
+        )
+        for m in models.list_models()
+    ]
+    if not rows:
+        print("no registered models")
+        return 0
+    _print_table(("model", "production", "staging", "previous", "latest", "updated (UTC)"), rows)
+    return 0
+
+
+def _registry_show(args: argparse.Namespace) -> int:
+    from nbtrack import models
+
+    try:
+        print(repr(models.production(args.name)))
+    except NbtrackError as e:
+        print(e)
+    rows = [
+        (
+            i.version,
+            ",".join(i.aliases) or "-",
+            i.stage or "-",
+            i.run_id or "-",
+            i.run_status or "-",
+            ", ".join(f"{k}={v:.4g}" for k, v in i.key_metrics(3)) or "-",
+        )
+        for i in models.versions(args.name)
+    ]
+    _print_table(("version", "aliases", "stage", "run", "status", "key metrics"), rows)
+    return 0
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from nbtrack import models
+
+    print(models.promote(args.name, args.version, args.stage, args.reason, force=args.force))
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from nbtrack import models
+
+    print(models.rollback(args.name, args.reason))
+    return 0
+
+
+def _archive(args: argparse.Namespace) -> int:
+    from nbtrack import models
+
+    print(models.archive(args.name, args.version, args.reason))
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import json
+
+    from nbtrack import models
+
+    records = models.audit_records(args.name)
+    if args.limit:
+        records = records[-args.limit :]
+    if args.json:
+        for record in records:
+            print(json.dumps(record, sort_keys=True))
+        return 0
+    if not records:
+        print(f"no moves recorded for {args.name}")
+        return 0
+    rows = [
+        (
+            r["when"] or "-",
+            r["who"] or "-",
+            r["action"] or "-",
+            r["stage"] or "-",
+            f"{r['from_version'] or '-'} -> {r['to_version'] or '-'}",
+            r["reason"] or "",
+        )
+        for r in records
+    ]
+    _print_table(("when (UTC)", "who", "action", "stage", "from -> to", "reason"), rows)
+    return 0
+
+
+# -- reproduction ------------------------------------------------------------------------------
+
+# Exit codes of `nbtrack reproduce`: 0 REPRODUCED, 1 DRIFTED, 3 FAILED (2: nbtrack's own errors).
+REPRO_EXIT = {"REPRODUCED": 0, "DRIFTED": 1, "FAILED": 3}
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    import json
+
+    from nbtrack import repro
+
+    report = repro.reproduce(
+        args.run_id,
+        rtol=args.rtol,
+        atol=args.atol,
+        metrics=args.metric or None,
+        timeout=args.timeout,
+        strict=args.strict,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1, default=str))
+    else:
+        print(report)
+    return REPRO_EXIT.get(report.verdict, 3)
+
+
+def _add_reproduce(sub) -> None:
+    p = sub.add_parser(
+        "reproduce",
+        help="run a tracked run again from its record and say whether its metrics hold "
+        "(exit 0 REPRODUCED, 1 DRIFTED, 3 FAILED)",
+    )
+    p.add_argument("run_id")
+    p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    p.add_argument(
+        "--metric", action="append", help="a metric to compare (repeatable; default: all)"
+    )
+    p.add_argument("--timeout", type=float, help="seconds the re-execution may take")
+    p.add_argument(
+        "--strict", action="store_true", help="refuse to run when the record does not match"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_reproduce)
+
+
+def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    for row in (headers, *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
+
+
+def _add_registry(sub) -> None:
+    registry = sub.add_parser("registry", help="the model registry: list models, show one")
+    reg = registry.add_subparsers(dest="registry_command", required=True)
+    reg.add_parser(
+        "list", help="registered models and which versions are in production and staging"
+    ).set_defaults(func=_registry_list)
+    show = reg.add_parser("show", help="what is in production, and the versions of a model")
+    show.add_argument("name")
+    show.set_defaults(func=_registry_show)
+
+    promote = sub.add_parser("promote", help="move a stage (alias) of a model to a version")
+    promote.add_argument("name")
+    promote.add_argument("version")
+    promote.add_argument("--stage", default="production", help="production (default) or staging")
+    promote.add_argument("--reason", help="why, for the audit trail")
+    promote.add_argument(
+        "--force", action="store_true", help="promote even if the version's run FAILED"
+    )
+    promote.set_defaults(func=_promote)
+
+    rollback = sub.add_parser("rollback", help="put the previous production version back")
+    rollback.add_argument("name")
+    rollback.add_argument("--reason", help="why, for the audit trail")
+    rollback.set_defaults(func=_rollback)
+
+    archive = sub.add_parser("archive", help="archive a version (not the production one)")
+    archive.add_argument("name")
+    archive.add_argument("version")
+    archive.add_argument("--reason", help="why, for the audit trail")
+    archive.set_defaults(func=_archive)
+
+    audit = sub.add_parser("audit", help="the audit trail of a model: who moved what, when, why")
+    audit.add_argument("name")
+    audit.add_argument("--limit", type=int, help="only the latest N records")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.set_defaults(func=_audit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nbtrack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("store", help="print the tracking store nbtrack writes to").set_defaults(
         func=_store
     )
+    _add_registry(sub)
+    _add_reproduce(sub)
     return parser
 
 

@@ -99,8 +99,103 @@ class MissingExtra(NbtrackError):
         return f"{self.feature} needs the '{self.extra}' extra: pip install 'nbtrack[{self.extra}]'"
 
 
+# -- the model registry ---------------------------------------------------------------------------
+
+
+class NoModelLogged(NbtrackError):
+    """``--register NAME`` (or ``nbtrack.register``) on a run that logged no model."""
+
+    def __init__(self, run_id: str, name: str, model_path: str = ""):
+        super().__init__(run_id, name, model_path)
+        self.run_id, self.name, self.model_path = run_id, name, model_path
+
+    def __str__(self) -> str:
+        what = f"no model named {self.model_path!r}" if self.model_path else "no model"
+        return (
+            f"run {self.run_id} logged {what}, so nothing was registered as {self.name!r}; "
+            "log one in the cell, e.g. mlflow.sklearn.log_model(model, name='model')"
+        )
+
+
+class RunNotFinished(NbtrackError):
+    """A promotion of a version whose run FAILED (or was KILLED), without ``force=True``."""
+
+    def __init__(self, name: str, version: str, run_id: str, status: str):
+        super().__init__(name, version, run_id, status)
+        self.name, self.version, self.run_id, self.status = name, version, run_id, status
+
+    def __str__(self) -> str:
+        return (
+            f"version {self.version} of model {self.name!r} comes from run {self.run_id}, "
+            f"which {self.status}; pass force=True to promote it anyway"
+        )
+
+
+class NoPreviousProduction(NbtrackError):
+    """A rollback with nothing to roll back to."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return (
+            f"model {self.name!r} has no previous production version to roll back to; "
+            "promote a version with nbtrack.promote(name, version)"
+        )
+
+
+class MoveRefused(NbtrackError):
+    """A registry move that would leave the registry in a state nbtrack does not allow."""
+
+    def __init__(self, name: str, version: str, reason: str, hint: str = ""):
+        super().__init__(name, version, reason, hint)
+        self.name, self.version, self.reason, self.hint = name, version, reason, hint
+
+    def __str__(self) -> str:
+        msg = f"version {self.version} of model {self.name!r} {self.reason}"
+        return f"{msg}; {self.hint}" if self.hint else msg
+
+
+class PermissionDenied(NbtrackError):
+    """The tracking server refused a change (HTTP 403): the user may read, not edit."""
+
+    def __init__(self, name: str, operation: str = ""):
+        super().__init__(name, operation)
+        self.name, self.operation = name, operation
+
+    def __str__(self) -> str:
+        return f"you have read access to {self.name}; ask its owner for edit"
+
+
+# -- reproduction ---------------------------------------------------------------------------------
+
+
+class CannotReproduce(NbtrackError):
+    """A run whose record does not hold what running it again needs."""
+
+    def __init__(self, run_id: str, reason: str):
+        super().__init__(run_id, reason)
+        self.run_id, self.reason = run_id, reason
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} cannot be reproduced: {self.reason}"
+
+
 # A user's mistake: shown as one sentence, never as "tracking failed".
-USER_ERRORS = (UsageError, DataNotFound, InvalidMetric, ParamConflict, NotFound)
+USER_ERRORS = (
+    UsageError,
+    DataNotFound,
+    InvalidMetric,
+    ParamConflict,
+    NotFound,
+    NoModelLogged,
+    RunNotFinished,
+    NoPreviousProduction,
+    MoveRefused,
+    PermissionDenied,
+    CannotReproduce,
+)
 
 
 class NbtrackWarning(UserWarning):

@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nested", action="store_true", default=None)
     p.add_argument("--no-live", action="store_true", default=None)
     p.add_argument("--no-card", action="store_true", default=None)
+    p.add_argument("--register", metavar="NAME")
     return p
 
 
@@ -51,6 +52,7 @@ HELP = """Track this cell as one MLflow run.
 
 %%track [--experiment NAME] [--name RUN] [--seed N] [--data PATH ...] [-p KEY=VALUE ...]
         [--tag KEY=VALUE ...] [--no-auto-params] [--nested] [--no-live] [--no-card]
+        [--register NAME]
 
 --experiment/-e  experiment (default: %track_config, NBTRACK_EXPERIMENT, MLFLOW_EXPERIMENT_NAME,
                  else the notebook's name)
@@ -63,6 +65,8 @@ HELP = """Track this cell as one MLflow run.
 --nested         make the run a child of the active run
 --no-live        no live learning curves under the cell
 --no-card        no run card under the cell
+--register       register the model the cell logged (the last one) as a new version of model
+                 NAME once the cell has finished; a failed cell registers nothing
 """
 
 
@@ -97,12 +101,15 @@ def parse_line(line: str, defaults: dict[str, Any] | None = None):
         nested=bool(ns.nested or d.get("nested")),
         live=False if (ns.no_live or d.get("no_live")) else None,
         card=False if (ns.no_card or d.get("no_card")) else None,
+        register=ns.register,
     )
     return spec
 
 
 def _config_update(defaults: dict[str, Any], line: str) -> dict[str, Any]:
     spec = parse_line(line)
+    if spec.register:
+        raise UsageError("--register names one cell's model", "put it on that %%track line")
     out = dict(defaults)
     for key in ("experiment", "name", "seed"):
         if getattr(spec, key) is not None:
@@ -182,30 +189,64 @@ def _post_run_cell(result) -> None:
     else:
         status = "FINISHED"
     for run in reversed(runs):
-        _finish(run, status, error)
+        refused = _finish(run, status, error)
+        if refused is not None:
+            _fail_cell(result, refused)
 
 
-def _finish(run, status: str, error: BaseException | None) -> None:
+def _finish(run, status: str, error: BaseException | None) -> NbtrackError | None:
+    """End the run; returns the user's mistake that --register found, if any."""
     from nbtrack.tracker import NullRun
 
     if isinstance(run, NullRun):
         run.finish(status, error)
         if run.reason and settings.current().card:
             _display_card(UntrackedCard(run.reason))
-        return
+        return None
     try:
         run.finish(status, error)
     except Exception as e:
         warn(f"run {run.run_id} may be incomplete: {_reason(e)}")
-        return
+        return None
     finally:
         view = _state.live.pop(run.run_id, None)
         if view is not None:
             with contextlib.suppress(Exception):
                 view.close()
+    refused = _register(run) if status == "FINISHED" else None
     if run.spec.card is not False and settings.current().card:
         with contextlib.suppress(Exception):
             _display_card(card_for(run))
+    return refused
+
+
+def _register(run) -> NbtrackError | None:
+    """``--register NAME``: the model the cell logged becomes a new version of NAME, once the
+    run has FINISHED. A user's mistake (the cell logged no model, read-only access) is returned,
+    to stop the notebook like an error in the cell; a store failure is a warning."""
+    name = getattr(run.spec, "register", None)
+    if not name:
+        return None
+    from nbtrack import models
+
+    try:
+        run.registered = models.register(run.run_id, name)
+    except USER_ERRORS as e:
+        return e
+    except Exception as e:
+        warn(f"the model of run {run.run_id} was not registered as {name!r}: {_reason(e)}")
+    return None
+
+
+def _fail_cell(result, error: NbtrackError) -> None:
+    """Show ``error`` as one line and mark the cell failed, so papermill and nbval stop here
+    (the cell's own code has run: this is about what --register was asked to do)."""
+    err = IPythonUsageError(f"--register: {error}")
+    shell = _shell()
+    if shell is not None:
+        shell.show_usage_error(err)
+    if result is not None and result.error_in_exec is None and result.error_before_exec is None:
+        result.error_in_exec = err
 
 
 def _display_card(card) -> None:

@@ -15,6 +15,10 @@ User settings
   NBTRACK_QUEUE_MAX      metric points buffered in memory before nbtrack.log blocks (default 200000)
   NBTRACK_HTTP_TIMEOUT   seconds a request to a tracking server may take (default 10)
   NBTRACK_HTTP_RETRIES   retries of a failed request to a tracking server (default 1)
+  NBTRACK_PRODUCTION_ALIAS  registry alias of the production stage (default "production")
+  NBTRACK_STAGING_ALIAS     registry alias of the staging stage (default "staging")
+  NBTRACK_LEGACY_STAGES  "0": do not keep MLflow's deprecated stage field (Production, Staging,
+                         Archived) in step with the aliases (default: kept, for older readers)
 
 Runner settings: nbtrack's own papermill runners (grid, reproduce) set these in the kernel's
 environment, and they take precedence over what the notebook's %%track lines say.
@@ -22,6 +26,9 @@ environment, and they take precedence over what the notebook's %%track lines say
   NBTRACK_RUNNER_EXPERIMENT  experiment every tracked cell logs to
   NBTRACK_RUNNER_PARENT      run id every tracked cell nests under
   NBTRACK_RUNNER_SEED        seed every tracked cell uses
+  NBTRACK_RUNNER_SEEDS       JSON object: sha256 of a cell's source (nbtrack.cell.sha256) -> the
+                             seed that cell uses; wins over NBTRACK_RUNNER_SEED (reproduce forces
+                             the reproduced cell's seed, and leaves the other cells their own)
   NBTRACK_RUNNER_TAGS        JSON object of tags added to every run
 """
 
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -63,6 +70,10 @@ class Settings:
     runner_parent: str | None
     runner_seed: int | None
     runner_tags: dict[str, str]
+    production_alias: str = "production"
+    staging_alias: str = "staging"
+    legacy_stages: bool = True
+    runner_seeds: dict[str, int] = field(default_factory=dict)
 
 
 def _state_dir() -> Path:
@@ -94,4 +105,18 @@ def current() -> Settings:
         runner_parent=env.get("NBTRACK_RUNNER_PARENT") or None,
         runner_seed=int(seed) if seed and seed.strip().lstrip("-").isdigit() else None,
         runner_tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {},
+        production_alias=(env.get("NBTRACK_PRODUCTION_ALIAS") or "production").strip(),
+        staging_alias=(env.get("NBTRACK_STAGING_ALIAS") or "staging").strip(),
+        legacy_stages=_flag("NBTRACK_LEGACY_STAGES", True),
+        runner_seeds=_seeds(env.get("NBTRACK_RUNNER_SEEDS")),
     )
+
+
+def _seeds(raw: str | None) -> dict[str, int]:
+    try:
+        seeds = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(seeds, dict):
+        return {}
+    return {str(k): int(v) for k, v in seeds.items() if isinstance(v, int)}

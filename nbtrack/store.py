@@ -454,3 +454,249 @@ def artifact_text(run_id: str, path: str) -> str | None:
             return Path(local).read_text(encoding="utf-8", errors="replace")
         except (IsADirectoryError, OSError):
             return None
+
+
+# -- model registry ----------------------------------------------------------------------------
+# Thin calls for nbtrack.models. MLflow's deprecated stage field is written here, with its
+# FutureWarning silenced: the deprecation is about nbtrack's own call, not the user's code.
+
+REGISTRY_PAGE = 1000
+
+
+@contextlib.contextmanager
+def registry_call(operation: str, model: str) -> Iterator[None]:
+    """As ``translated``, but a refusal by the server (403) names the model the user may read
+    and not change."""
+    from nbtrack.errors import PermissionDenied
+
+    with translated(operation):
+        try:
+            yield
+        except MlflowException as e:
+            if getattr(e, "error_code", "") == "PERMISSION_DENIED":
+                raise PermissionDenied(model, operation) from None
+            raise
+
+
+def _missing(e: MlflowException) -> bool:
+    return getattr(e, "error_code", "") in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND")
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def registered_model(name: str):
+    """MLflow's ``RegisteredModel`` (with its aliases and tags), or None when there is none."""
+    with registry_call(f"read registered model {name!r}", name):
+        try:
+            return client().get_registered_model(name)
+        except MlflowException as e:
+            if _missing(e):
+                return None
+            raise
+
+
+def registered_models() -> list:
+    """Every registered model, by name."""
+    c = client()
+    out: list = []
+    token = None
+    with translated("list registered models"):
+        while True:
+            page = c.search_registered_models(
+                max_results=REGISTRY_PAGE, order_by=["name ASC"], page_token=token
+            )
+            out += list(page)
+            token = page.token
+            if not token:
+                return out
+
+
+def create_registered_model(name: str, description: str | None = None) -> None:
+    """Create registered model ``name`` unless it exists (two kernels may race to create it)."""
+    with registry_call(f"create registered model {name!r}", name):
+        try:
+            client().create_registered_model(name, description=description)
+        except MlflowException as e:
+            if getattr(e, "error_code", "") != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+
+def create_model_version(
+    name: str,
+    source: str,
+    run_id: str,
+    tags: Mapping[str, str],
+    description: str | None,
+    model_id: str | None,
+):
+    with registry_call(f"register a version of model {name!r}", name):
+        return client().create_model_version(
+            name,
+            source=source,
+            run_id=run_id,
+            tags=dict(tags),
+            description=description,
+            model_id=model_id,
+        )
+
+
+def model_version(name: str, version: str):
+    """MLflow's ``ModelVersion``, or None when the model has no such version."""
+    with registry_call(f"read version {version} of model {name!r}", name):
+        try:
+            return client().get_model_version(name, version)
+        except MlflowException as e:
+            if _missing(e) or getattr(e, "error_code", "") == "INVALID_PARAMETER_VALUE":
+                return None
+            raise
+
+
+def model_versions(name: str) -> list:
+    """Every version of model ``name`` (their ``aliases`` are not filled in by MLflow's search:
+    read them from the registered model)."""
+    c = client()
+    out: list = []
+    token = None
+    with registry_call(f"list the versions of model {name!r}", name):
+        while True:
+            page = c.search_model_versions(
+                f"name = {_quoted(name)}", max_results=REGISTRY_PAGE, page_token=token
+            )
+            out += list(page)
+            token = page.token
+            if not token:
+                return out
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    """Point ``alias`` at ``version``: one update in MLflow, so a reader resolving
+    ``models:/NAME@alias`` sees the old version or the new one, never none."""
+    with registry_call(f"move alias {alias!r} of model {name!r}", name):
+        client().set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str) -> None:
+    with registry_call(f"remove alias {alias!r} of model {name!r}", name):
+        try:
+            client().delete_registered_model_alias(name, alias)
+        except MlflowException as e:
+            if not _missing(e):
+                raise
+
+
+def set_legacy_stage(name: str, version: str, stage: str) -> None:
+    """MLflow's deprecated stage field (None, Staging, Production, Archived)."""
+    import warnings
+
+    with (
+        registry_call(f"set the stage of version {version} of model {name!r}", name),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", FutureWarning)
+        client().transition_model_version_stage(
+            name, version, stage, archive_existing_versions=False
+        )
+
+
+def set_version_tags(name: str, version: str, tags: Mapping[str, str]) -> None:
+    c = client()
+    with registry_call(f"tag version {version} of model {name!r}", name):
+        for key, value in tags.items():
+            c.set_model_version_tag(name, version, key, value)
+
+
+def set_model_tag(name: str, key: str, value: str) -> None:
+    with registry_call(f"tag model {name!r}", name):
+        client().set_registered_model_tag(name, key, value)
+
+
+def logged_models_of_run(run) -> list:
+    """The LoggedModels (MLflow 3's ``models:/m-<id>``) whose source is ``run``, oldest first."""
+    c = client()
+    out: list = []
+    token = None
+    with translated(f"find the models logged by run {run.info.run_id}"):
+        while True:
+            page = c.search_logged_models(
+                [run.info.experiment_id],
+                filter_string=f"source_run_id = {_quoted(run.info.run_id)}",
+                order_by=[{"field_name": "creation_timestamp", "ascending": True}],
+                page_token=token,
+            )
+            out += list(page)
+            token = page.token
+            if not token:
+                return out
+
+
+def model_flavors(uri: str) -> list[str]:
+    """The flavours in the MLmodel file of ``uri``, in the order it lists them."""
+    from mlflow.models import get_model_info
+
+    with translated(f"read the model at {uri}"):
+        return list(get_model_info(uri).flavors)
+
+
+def load_model(uri: str, flavor: str) -> object:
+    """Load ``uri`` with ``mlflow.<flavor>.load_model`` ("pyfunc" for the generic wrapper)."""
+    import importlib
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    module = importlib.import_module(f"mlflow.{flavor}")
+    with translated(f"load the model at {uri}"):
+        return module.load_model(uri)
+
+
+# -- reproduction ------------------------------------------------------------------------------
+# For nbtrack.repro: the runs a re-execution made, and a record for an attempt that made none.
+
+
+def _tag_filter(tags: Mapping[str, str]) -> str:
+    def quoted(value: str) -> str:
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return " and ".join(f"tags.`{k}` = {quoted(v)}" for k, v in tags.items())
+
+
+def runs_with_tags(
+    experiment_ids: Sequence[str], tags: Mapping[str, str], max_results: int = 1000
+) -> list:
+    """Runs of the experiments carrying every tag of ``tags``, oldest first."""
+    with translated("search runs by tag"):
+        return list(
+            client().search_runs(
+                list(experiment_ids),
+                filter_string=_tag_filter(tags),
+                order_by=["attributes.start_time ASC"],
+                max_results=max_results,
+            )
+        )
+
+
+def create_run(experiment_id: str, name: str, tags: Mapping[str, str]) -> str:
+    """A run that is not MLflow's active run of this process (the caller may be inside one)."""
+    with translated("create a run"):
+        return client().create_run(experiment_id, run_name=name, tags=dict(tags)).info.run_id
+
+
+def terminate_run(run_id: str, status: str) -> None:
+    with translated("end the run"):
+        client().set_terminated(run_id, status)
+
+
+def download_artifacts(run_id: str, path: str, dst: str | os.PathLike) -> Path | None:
+    """Download a run's artifact folder (or file) ``path`` into ``dst``, in one request; None
+    when the run has no such artifact."""
+    from mlflow.artifacts import download_artifacts as download
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        return Path(
+            download(
+                run_id=run_id, artifact_path=path, dst_path=str(dst), tracking_uri=tracking_uri()
+            )
+        )
+    except (MlflowException, OSError):
+        return None

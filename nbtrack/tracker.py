@@ -41,6 +41,7 @@ class RunSpec:
     nested: bool = False
     live: bool | None = None
     card: bool | None = None
+    register: str | None = None  # registered model the cell's logged model becomes a version of
 
 
 @dataclass
@@ -107,6 +108,7 @@ class TrackedRun:
         self.ended: float | None = None
         self.status = "RUNNING"
         self.spec = RunSpec()
+        self.registered = None  # the model version --register made (nbtrack.models.VersionInfo)
 
     def __repr__(self) -> str:
         return f"<TrackedRun {self.run_id} {self.experiment}/{self.name} {self.status}>"
@@ -231,7 +233,10 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
             )
         parent = active_id
 
-    seed = s.runner_seed if s.runner_seed is not None else spec.seed
+    # A runner's seed for this very cell (reproduce), else for every cell (grid), else the line's.
+    seed = s.runner_seeds.get(nbcap.cell_sha256(src.code), s.runner_seed)
+    if seed is None:
+        seed = spec.seed
     if seed is None:
         seed = seeds.draw_seed()
     secret_values = redact.secret_values()

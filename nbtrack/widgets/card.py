@@ -19,6 +19,7 @@ class RunCard:
     n_params: int
     metrics: dict[str, float] = field(default_factory=dict)
     url: str | None = None
+    model: str | None = None  # "digits version 3" when --register made a version
 
     def _metric_items(self) -> list[tuple[str, str]]:
         items = sorted(self.metrics.items())[:MAX_METRICS]
@@ -31,6 +32,8 @@ class RunCard:
             f"{self.n_params} params",
         ]
         parts += [f"{k}={v}" for k, v in self._metric_items()]
+        if self.model:
+            parts.append(f"registered as {self.model}")
         return " · ".join(parts)
 
     def _repr_html_(self) -> str:
@@ -51,7 +54,10 @@ class RunCard:
             f"<b>nbtrack</b> · <code title='run id'>{e(self.run_id)}</code> · "
             f"{e(self.experiment)} / {e(self.name)} · "
             f"<b style='color:{colour}'>{e(self.status)}</b> in {e(_duration(self.duration))} · "
-            f"{self.n_params} params{link}" + (f"<br>{metrics}" if metrics else "") + "</div>"
+            f"{self.n_params} params{link}"
+            + (f" · registered as <b>{e(self.model)}</b>" if self.model else "")
+            + (f"<br>{metrics}" if metrics else "")
+            + "</div>"
         )
 
 
@@ -101,4 +107,10 @@ def card_for(run) -> RunCard:
         n_params=len(data.params),
         metrics=dict(data.metrics),
         url=url,
+        model=_registered(run),
     )
+
+
+def _registered(run) -> str | None:
+    version = getattr(run, "registered", None)
+    return f"{version.name} version {version.version}" if version is not None else None
