@@ -43,6 +43,9 @@ def store(tmp_path, template_db, monkeypatch) -> str:
     import mlflow
 
     mlflow.set_tracking_uri(uri)
+    # MLflow's fluent API remembers the last set_experiment of the process; an id from another
+    # test's store would not exist in this one.
+    mlflow.set_experiment(experiment_id="0")
     return uri
 
 
