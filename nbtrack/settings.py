@@ -13,6 +13,8 @@ User settings
   NBTRACK_STATE_DIR      where the data-digest cache and the metric spool live
                          (default: $XDG_CACHE_HOME/nbtrack or ~/.cache/nbtrack)
   NBTRACK_QUEUE_MAX      metric points buffered in memory before nbtrack.log blocks (default 200000)
+  NBTRACK_WRITERS        writer processes heavy metric logging may start (default 2; 0: the
+                         kernel's writer thread writes everything)
   NBTRACK_HTTP_TIMEOUT   seconds a request to a tracking server may take (default 10)
   NBTRACK_HTTP_RETRIES   retries of a failed request to a tracking server (default 1)
   NBTRACK_PRODUCTION_ALIAS  registry alias of the production stage (default "production")
@@ -74,6 +76,7 @@ class Settings:
     staging_alias: str = "staging"
     legacy_stages: bool = True
     runner_seeds: dict[str, int] = field(default_factory=dict)
+    writers: int = 2
 
 
 def _state_dir() -> Path:
@@ -109,6 +112,7 @@ def current() -> Settings:
         staging_alias=(env.get("NBTRACK_STAGING_ALIAS") or "staging").strip(),
         legacy_stages=_flag("NBTRACK_LEGACY_STAGES", True),
         runner_seeds=_seeds(env.get("NBTRACK_RUNNER_SEEDS")),
+        writers=max(0, _int("NBTRACK_WRITERS", 2)),
     )
 
 

@@ -273,12 +273,17 @@ def log_datasets(run_id: str, inputs: Sequence[Mapping[str, object]]) -> None:
 def log_metric_points(
     run_id: str, points: Sequence[tuple[str, float, int, int]], uri: str | None = None
 ) -> None:
-    """Persist (key, value, timestamp ms, step) points, in MLflow-sized batches."""
+    """Persist (key, value, timestamp ms, step) points, in MLflow-sized batches.
+
+    Returns only once the store has them: ``synchronous=True`` because MLFLOW_ENABLE_ASYNC_LOGGING
+    would otherwise make ``log_batch`` return before anything is written, and the metric writer
+    acknowledges (and forgets) points when this returns.
+    """
     c = client(uri or None)
     metrics = [Metric(k, v, ts, step) for k, v, ts, step in points]
     with translated("log metrics"):
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            c.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+            c.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], synchronous=True)
 
 
 def end_run(run_id: str, status: str) -> None:

@@ -73,6 +73,7 @@ def writer() -> MetricWriter:
                 maxsize=s.queue_max,
                 spool_dir=s.state_dir / "spool",
                 notify=warn,
+                processes=s.writers,
             )
         return _writer
 
