@@ -18,7 +18,6 @@ Every string that came from a run is HTML-escaped in the HTML built here.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import html
 import math
@@ -29,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbtrack.capture.source import parse_param
 from nbtrack.errors import UsageError
 
 TOP_ROWS = 20  # rows in the static table
@@ -198,10 +198,7 @@ def papermill_parameters(params: Mapping[str, str]) -> dict[str, Any]:
     (``"0.01"`` -> ``0.01``), anything else kept as a string."""
     out: dict[str, Any] = {}
     for k, v in config_params(params).items():
-        try:
-            out[k] = ast.literal_eval(v)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            out[k] = v
+        out[k] = parse_param(v)
     return out
 
 

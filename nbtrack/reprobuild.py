@@ -16,7 +16,6 @@ caller's environment.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import itertools
 import json
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nbtrack.capture.redact import REDACTED
-from nbtrack.capture.source import format_param, literal_params
+from nbtrack.capture.source import format_param, literal_params, parse_param
 
 REPRO_TAG = "nbtrack-repro"  # cells added by the rebuild carry this tag
 HISTORY_HEADER = re.compile(r"^# In\[\d+\]:\n", re.M)  # nbtrack.capture.notebook.history_script
@@ -297,10 +296,7 @@ def injected_parameters(
         if isinstance(default, str):
             out[name] = value
             continue
-        try:
-            out[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            out[name] = value
+        out[name] = parse_param(value)
     return out
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 import os
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nbtrack.capture.git import run_git
 from nbtrack.comparedata import parse_requirements
 from nbtrack.reproreport import Check, MetricDiff
 
@@ -74,22 +74,6 @@ def check_data_hash(original: str | None, rerun: str | None) -> Check | None:
 # -- code --------------------------------------------------------------------------------------
 
 
-def _git(cwd: str, *args: str) -> str | None:
-    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
-    try:
-        done = subprocess.run(
-            ["git", "-C", cwd, *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            env=env,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
-
-
 def without_notebooks(diff: str) -> str:
     """A git diff without its .ipynb files: the re-run runs the recorded notebook, so a change
     to the notebook file since is not a change to the code it runs."""
@@ -121,8 +105,8 @@ def check_code(
     for place in places:
         if not place or not os.path.isdir(place):
             continue
-        top = _git(place, "rev-parse", "--show-toplevel")
-        if top and _git(top.strip(), "cat-file", "-e", f"{commit}^{{commit}}") is not None:
+        top = run_git(place, "rev-parse", "--show-toplevel")
+        if top and run_git(top.strip(), "cat-file", "-e", f"{commit}^{{commit}}") is not None:
             root = top.strip()
             break
     if root is None:
@@ -132,7 +116,7 @@ def check_code(
             f"commit {commit[:10]} is not in any repository here: the code the run imported "
             "cannot be checked (check out the run's repository)",
         )
-    now = _git(root, "diff", commit, "--", ".", ":(exclude)*.ipynb") or ""
+    now = run_git(root, "diff", commit, "--", ".", ":(exclude)*.ipynb") or ""
     now = redact_text(now, secret_values())
     then = without_notebooks(recorded_diff or "")
     if now.strip() == then.strip():

@@ -37,7 +37,7 @@ class GitState:
     diff: str  # `git diff HEAD` of tracked files when dirty, else ""; secrets redacted
 
 
-def _git(cwd: str, *args: str) -> str | None:
+def run_git(cwd: str, *args: str, timeout: float = TIMEOUT) -> str | None:
     """stdout of a git command, or None if git is missing, fails or times out."""
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
     try:
@@ -46,7 +46,7 @@ def _git(cwd: str, *args: str) -> str | None:
             stdin=subprocess.DEVNULL,
             capture_output=True,
             env=env,
-            timeout=TIMEOUT,
+            timeout=timeout,
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):  # OSError: no git on PATH
@@ -130,7 +130,7 @@ def git_state(path: str | os.PathLike[str]) -> GitState | None:
         return None
     cwd = str(where)
 
-    located = _git(cwd, "rev-parse", "--show-toplevel", "--git-common-dir")
+    located = run_git(cwd, "rev-parse", "--show-toplevel", "--git-common-dir")
     if located is None:
         return None
     lines = located.splitlines()
@@ -138,7 +138,7 @@ def git_state(path: str | os.PathLike[str]) -> GitState | None:
         return None  # a bare repository, or inside .git: no work tree
     root, common_dir = lines[0], os.path.join(cwd, lines[1])  # git-common-dir may be relative
 
-    status = _git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    status = run_git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
     if status is None:
         return None
     commit = branch = None
@@ -156,7 +156,7 @@ def git_state(path: str | os.PathLike[str]) -> GitState | None:
     diff = ""
     if dirty:
         against = commit or _EMPTY_TREE
-        raw = _git(
+        raw = run_git(
             root,
             "-c",
             "core.quotepath=off",

@@ -257,6 +257,15 @@ def format_param(value: object) -> str:
     return _format(value)
 
 
+def parse_param(text: str) -> object:
+    """The inverse of ``format_param``: a param string read back as the Python literal it spells
+    (``"0.01"`` -> ``0.01``, ``"[64, 32]"`` -> a list), anything else as the text itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text
+
+
 def papermill_parameters(source: str) -> bool:
     """True if ``source`` is the parameters cell papermill injected into a Python notebook.
 
