@@ -187,6 +187,7 @@ def test_interrupted_cell_is_killed_and_keeps_its_metrics(store, client, tmp_pat
     from nbclient.exceptions import CellExecutionError
 
     nb_path = copy_notebook("interrupted.ipynb", tmp_path)
+
     # nbclient interrupts the kernel (SIGINT, as the stop button does) when the cell times out
     def timeout(cell) -> int:  # only the sleeping cell is cut short; a loaded machine is slow
         return 8 if "time.sleep" in cell.source else 120

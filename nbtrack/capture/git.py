@@ -12,6 +12,7 @@ has a timeout: a hung git (a network filesystem, a huge repository) must not han
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -117,6 +118,21 @@ def _repo_url(common_dir: str) -> str | None:
     return redact_url(url) if url else None
 
 
+# The last diff redacted, by its digest and the secrets looked for: cells run one after another
+# on an unchanged dirty tree log the same diff, and redacting a large one (a notebook's outputs
+# are in it) takes far longer than hashing it.
+_last_diff: dict[tuple[str, tuple[str, ...]], str] = {}
+
+
+def _redacted(raw: str) -> str:
+    secrets = tuple(secret_values())
+    key = (hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest(), secrets)
+    if key not in _last_diff:
+        _last_diff.clear()
+        _last_diff[key] = redact_text(raw, secrets)
+    return _last_diff[key]
+
+
 def git_state(path: str | os.PathLike[str]) -> GitState | None:
     """The git state of the repository holding ``path`` (a file or a directory in it).
 
@@ -167,7 +183,7 @@ def git_state(path: str | os.PathLike[str]) -> GitState | None:
             against,
             "--",  # `against` is a revision even if a file has that name
         )
-        diff = redact_text(raw, secret_values()) if raw else ""
+        diff = _redacted(raw) if raw else ""
 
     return GitState(
         root=root,

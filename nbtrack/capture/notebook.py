@@ -55,8 +55,33 @@ class NotebookFile:
     parameters: str | None  # source of the cell tagged "parameters" (papermill's convention)
 
 
+# The last notebook read, keyed as DVC keys its digests (path, size, mtime, inode) plus the
+# secrets redacted: consecutive cells of a notebook that was not saved in between reuse it instead
+# of re-parsing and re-redacting a file that can be megabytes of outputs.
+_last: dict[tuple, NotebookFile | None] = {}
+
+
 def read_notebook(path: str, extra_secrets: Iterable[str] = ()) -> NotebookFile | None:
-    """The saved notebook at ``path``; None if it is missing or not a notebook."""
+    """The saved notebook at ``path``; None if it is missing or not a notebook.
+
+    The snapshot leaves out saved widget state (``metadata.widgets``): it is display state, not
+    code, and one plotly FigureWidget's state carries plotly.js (about 5 MB).
+    """
+    secrets = tuple(extra_secrets)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ino, secrets)
+    if key in _last:
+        return _last[key]
+    found = _read(path, list(secrets))
+    _last.clear()
+    _last[key] = found
+    return found
+
+
+def _read(path: str, secrets: list[str]) -> NotebookFile | None:
     try:
         raw = Path(path).read_bytes()
         nb = json.loads(raw)
@@ -64,7 +89,8 @@ def read_notebook(path: str, extra_secrets: Iterable[str] = ()) -> NotebookFile 
         return None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         return None
-    secrets = list(extra_secrets)
+    if isinstance(nb.get("metadata"), dict):
+        nb["metadata"].pop("widgets", None)
     parameters = None
     for cell in nb["cells"]:
         if not isinstance(cell, dict):
