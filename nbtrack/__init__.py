@@ -15,6 +15,7 @@ that needs them is called.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "curves",
     "diff",
     "flush",
+    "grid",
     "last_run",
     "load",
     "load_ipython_extension",
@@ -272,9 +274,7 @@ def compare(
     """
     from nbtrack.widgets import compare as view  # MissingExtra without the widgets extra
 
-    return view.show(
-        experiment, filter, order_by, max_runs, columns=columns, select=select
-    )
+    return view.show(experiment, filter, order_by, max_runs, columns=columns, select=select)
 
 
 # -- the model registry (nbtrack.models; the panel in nbtrack.widgets.registry_panel) -----------
@@ -399,3 +399,78 @@ def reproduce(
     from nbtrack import repro
 
     return repro.reproduce(run_id, rtol, atol, metrics, timeout, strict)
+
+
+# -- grids (nbtrack.sweep, nbtrack.sweeprun, nbtrack.executors) ----------------------------------
+
+
+def grid(
+    notebook: str | os.PathLike | None = None,
+    params: Mapping[str, Any] | None = None,
+    parallel: int | None = None,
+    experiment: str | None = None,
+    executor: str = "local",
+    *,
+    exclude: Sequence[Mapping[str, Any] | str] = (),
+    random: int | None = None,
+    seed: int | None = None,
+    metric: str | None = None,
+    mode: str = "max",
+    resume: str | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    timeout: float | None = None,
+    kernel_name: str | None = None,
+    cwd: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Any:
+    """Run a parameterized notebook (papermill's ``parameters`` cell) over a grid of params.
+
+    One parent MLflow run for the grid; each point runs the notebook top to bottom with
+    papermill in a fresh kernel, and its ``%%track`` cells become child runs of the parent, in
+    the grid's ``experiment`` (default: the notebook's ``%%track --experiment``, else its name),
+    whatever the notebook's own ``%%track`` lines say. The executed notebook is logged on each
+    point's runs; a point that fails is recorded FAILED with its failing cell, and the others go
+    on.
+
+    ``params``: name -> a list of values, one value, or a range to sample (``"uniform(a, b)"``,
+    ``"loguniform(a, b)"``, ``"randint(a, b)"``, with ``random=N``). Names the notebook's
+    parameters cell does not set are refused before anything runs. ``exclude``: combinations to
+    leave out (``[{"lr": 0.1, "batch_size": 32}]``). ``random=N``, ``seed``: N sampled points.
+
+    ``parallel``: points at a time (default 1; with ``executor="dask"``, the cluster's threads).
+    ``executor``: "local" (worker processes here) or "dask" (``scheduler="tcp://..."``, a
+    ``client=distributed.Client``, or a LocalCluster started for the grid). ``metric``,
+    ``mode`` ("max"/"min"): the best value shown while it runs and ``result.best()``'s default.
+    ``timeout``: seconds one point may take. ``resume=GRID_RUN_ID``: run the points of an
+    earlier grid that did not finish. Ctrl-C stops the running points (KILLED) and raises.
+
+    Returns a ``GridResult``: ``.df`` (one row per point), ``.best()``, ``.compare()``.
+
+        result = nbtrack.grid("train.ipynb", params={"lr": [1e-3, 1e-2], "batch_size": [32, 64]},
+                              parallel=2, metric="val_acc")
+        result.best()
+    """
+    from nbtrack import sweeprun
+
+    return sweeprun.run(
+        notebook,
+        params,
+        parallel=parallel,
+        experiment=experiment,
+        executor=executor,
+        exclude=exclude,
+        random=random,
+        seed=seed,
+        metric=metric,
+        mode=mode,
+        resume=resume,
+        scheduler=scheduler,
+        client=client,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        cwd=cwd,
+        output_dir=output_dir,
+        progress=progress,
+    )

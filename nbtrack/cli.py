@@ -175,6 +175,124 @@ def _add_reproduce(sub) -> None:
     p.set_defaults(func=_reproduce)
 
 
+# -- grids -------------------------------------------------------------------------------------
+
+# Exit codes of `nbtrack grid`: 0 every point FINISHED, 1 some did not, 130 stopped (Ctrl-C).
+
+
+def _grid(args: argparse.Namespace) -> int:
+    import json
+
+    from nbtrack import sweep, sweeprun
+    from nbtrack.capture.source import parse_param
+
+    if not args.notebook and not args.resume:
+        raise _usage("nbtrack grid needs a NOTEBOOK (or --resume GRID_RUN_ID)")
+    params = {}
+    for name, *values in args.param or []:
+        if not values:
+            raise _usage(f"-p {name} needs at least one value", f"e.g. -p {name} 0.01 0.1")
+        parsed = [parse_param(v) for v in values]
+        # One range (``-p lr "loguniform(1e-4, 1e-1)"``) stays a range; else a list of values.
+        params[name] = values[0] if len(values) == 1 and sweep.parse_range(values[0]) else parsed
+    try:
+        result = sweeprun.run(
+            args.notebook,
+            params,
+            parallel=args.parallel,
+            experiment=args.experiment,
+            executor=args.executor,
+            exclude=args.exclude or (),
+            random=args.random,
+            seed=args.seed,
+            metric=args.metric,
+            mode=args.mode,
+            resume=args.resume,
+            scheduler=args.scheduler,
+            timeout=args.timeout,
+            output_dir=args.output_dir,
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt as e:
+        print(f"nbtrack: {e or 'stopped'}", file=sys.stderr)
+        return 130
+    df = result.df
+    if args.json:
+        print(df.to_json(orient="records"))
+    else:
+        print(repr(result).strip("<>"))
+        shown = [c for c in df.columns if c not in ("run_id", "runs")]
+        metric_cols = [c for c in shown if c.startswith("metrics.")]
+        if args.metric and f"metrics.{args.metric}" in metric_cols:
+            metric_cols = [f"metrics.{args.metric}"]
+        keep = [c for c in shown if not c.startswith("metrics.")]
+        keep[keep.index("status") + 1 : keep.index("status") + 1] = metric_cols[:4]
+        keep.append("run_id")
+        rows = [
+            tuple(_cell(v, c) for v, c in zip(row, keep, strict=True))
+            for row in df[keep].itertuples(index=False)
+        ]
+        _print_table(tuple(c.removeprefix("params.") for c in keep), rows)
+        print(f"grid run {result.grid_run_id} in experiment {json.dumps(result.experiment)}")
+    return 0 if set(df["status"]) == {"FINISHED"} else 1
+
+
+def _cell(value: object, column: str) -> str:
+    item = getattr(value, "item", None)
+    value = item() if callable(item) else value  # numpy scalars as Python's
+    if column.startswith("params."):
+        return repr(value) if not isinstance(value, str) else value
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.1f}" if column == "duration" else f"{value:.4g}"
+    return str(value if value is not None and value != "" else "-")
+
+
+def _usage(message: str, hint: str = "") -> NbtrackError:
+    from nbtrack.errors import UsageError
+
+    return UsageError(message, hint)
+
+
+def _add_grid(sub) -> None:
+    p = sub.add_parser(
+        "grid",
+        help="run a parameterized notebook over a grid of params, each point a child run "
+        "(exit 0 all FINISHED, 1 some not, 130 stopped)",
+        description="Run NOTEBOOK (papermill's parameters cell) once per point of the grid, in "
+        "fresh kernels; one parent MLflow run, each point's tracked cells its child runs.",
+    )
+    p.add_argument("notebook", nargs="?", help="the notebook (not with --resume)")
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs="+",
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="a param and its values (repeatable): -p lr 0.001 0.01, or a range to sample "
+        "with --random: -p lr 'loguniform(1e-4, 1e-1)' (also uniform(a, b), randint(a, b))",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        metavar="K=V,...",
+        help="leave out the points with these values (repeatable): --exclude lr=0.1,batch_size=32",
+    )
+    p.add_argument("--random", type=int, metavar="N", help="sample N points instead of all")
+    p.add_argument("--seed", type=int, help="seed of --random (default: drawn and recorded)")
+    p.add_argument("--parallel", type=int, help="points at a time (default 1; dask: its threads)")
+    p.add_argument("--experiment", "-e", help="default: the notebook's %%track --experiment")
+    p.add_argument("--executor", choices=("local", "dask"), default="local")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a Dask scheduler, tcp://host:8786")
+    p.add_argument("--metric", help="show the best value of this metric while it runs")
+    p.add_argument("--mode", choices=("max", "min"), default="max", help="for --metric")
+    p.add_argument("--timeout", type=float, help="seconds one point may take")
+    p.add_argument("--resume", metavar="GRID_RUN_ID", help="run the points not FINISHED")
+    p.add_argument("--output-dir", help="keep the executed notebooks here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the points as JSON records")
+    p.set_defaults(func=_grid)
+
+
 def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
     for row in (headers, *rows):
@@ -233,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_registry(sub)
     _add_reproduce(sub)
+    _add_grid(sub)
     return parser
 
 

@@ -19,6 +19,9 @@ and tags. Tracked cells give those precedence over their ``%%track`` lines.
     if not result.success:
         print(result.failure.source, result.failure.traceback)
 
+``execute_here`` runs the same execution in the calling process instead, for long-lived workers
+that run one execution at a time and import papermill once (nbtrack's grids).
+
 This module imports only the standard library (papermill is imported in the child).
 """
 
@@ -189,6 +192,10 @@ def execute(
     elif result is None:
         tail = "\n".join(stderr.strip().splitlines()[-5:])
         result = {"ok": False, "error": f"the runner exited with code {proc.returncode}: {tail}"}
+    return _execution(out, result, duration, stderr)
+
+
+def _execution(out: Path, result: Mapping[str, Any], duration: float, log: str) -> Execution:
     failure = find_failure(out) if not result.get("ok") else None
     return Execution(
         output=out,
@@ -197,8 +204,55 @@ def execute(
         error="" if result.get("ok") else str(result.get("error") or ""),
         timed_out=bool(result.get("timed_out")),
         duration=duration,
-        log=stderr,
+        log=log,
     )
+
+
+def execute_here(
+    notebook: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    settings: RunnerSettings | None = None,
+    env: Mapping[str, str | None] | None = None,
+    cwd: str | os.PathLike | None = None,
+    timeout: float | None = None,
+    kernel_name: str | None = None,
+    kernel_manager_class: type | None = None,
+) -> Execution:
+    """``execute``, in this process rather than a child: for a long-lived worker process that
+    runs one execution at a time and has papermill imported already (nbtrack's grid workers).
+
+    The working directory (papermill's ``chdir``) and the environment the kernel inherits are
+    this process's for the length of the execution, and restored after: never call it from two
+    threads at once. ``kernel_manager_class``: jupyter_client's kernel manager for the kernel
+    (the grid's starts kernels from a pre-warmed process). The result's ``log`` is empty: this
+    process's stderr is the caller's.
+    """
+    src = Path(notebook).resolve()
+    out = Path(output).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(cwd).resolve() if cwd is not None else src.parent
+    child_env = _child_env(str(src), settings or RunnerSettings(), env or {})
+    spec = {
+        "input": str(src),
+        "output": str(out),
+        "parameters": dict(parameters or {}),
+        "kernel_name": kernel_name,
+        "timeout": timeout,
+        "cwd": str(workdir),
+    }
+    extra = {"kernel_manager_class": kernel_manager_class} if kernel_manager_class else {}
+    saved = dict(os.environ)
+    started = time.monotonic()
+    try:
+        os.environ.clear()
+        os.environ.update(child_env)
+        result = _run_papermill(spec, **extra)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return _execution(out, result, time.monotonic() - started, "")
 
 
 def _child_env(notebook: str | None, settings: RunnerSettings, extra: Mapping[str, str | None]):
@@ -373,11 +427,11 @@ def _child(spec_path: str) -> int:
     return 0
 
 
-def _run_papermill(spec: dict) -> dict[str, Any]:
+def _run_papermill(spec: dict, **engine_kwargs: Any) -> dict[str, Any]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(engine_kwargs)
     if spec.get("timeout"):
         deadline = time.monotonic() + float(spec["timeout"])
         # A deadline for the whole execution, as a per-cell limit: each cell may take what is

@@ -21,6 +21,8 @@ User settings
   NBTRACK_STAGING_ALIAS     registry alias of the staging stage (default "staging")
   NBTRACK_LEGACY_STAGES  "0": do not keep MLflow's deprecated stage field (Production, Staging,
                          Archived) in step with the aliases (default: kept, for older readers)
+  NBTRACK_GRID_FORK      "0": start the kernels of grid points as jupyter_client does, rather
+                         than forking them from a pre-warmed process (nbtrack.kernelfork; Linux)
 
 Runner settings: nbtrack's own papermill runners (grid, reproduce) set these in the kernel's
 environment, and they take precedence over what the notebook's %%track lines say.
@@ -77,6 +79,7 @@ class Settings:
     legacy_stages: bool = True
     runner_seeds: dict[str, int] = field(default_factory=dict)
     writers: int = 2
+    grid_fork: bool = True
 
 
 def _state_dir() -> Path:
@@ -113,6 +116,7 @@ def current() -> Settings:
         legacy_stages=_flag("NBTRACK_LEGACY_STAGES", True),
         runner_seeds=_seeds(env.get("NBTRACK_RUNNER_SEEDS")),
         writers=max(0, _int("NBTRACK_WRITERS", 2)),
+        grid_fork=_flag("NBTRACK_GRID_FORK", True),
     )
 
 

@@ -705,3 +705,39 @@ def download_artifacts(run_id: str, path: str, dst: str | os.PathLike) -> Path |
         )
     except (MlflowException, OSError):
         return None
+
+
+# -- grids -------------------------------------------------------------------------------------
+# For nbtrack.sweeprun and nbtrack.gridpoint: a grid's parent run, and the runs of its points.
+
+
+def search_all_runs(experiment_ids: Sequence[str], filter_string: str) -> list:
+    """Every run of the experiments matching ``filter_string``, oldest first, all pages."""
+    out: list = []
+    token = None
+    while True:
+        page, token = search_runs_page(
+            experiment_ids, filter_string, ["attributes.start_time ASC"], SEARCH_PAGE, token
+        )
+        out += page
+        if token is None:
+            return out
+
+
+def tag_filter(tags: Mapping[str, str]) -> str:
+    """An MLflow filter matching runs that carry every tag of ``tags``."""
+    return _tag_filter(tags)
+
+
+def reopen_run(run_id: str) -> None:
+    """Set a finished run RUNNING again (a grid's parent, while it is resumed)."""
+    with translated("reopen the run"):
+        client().update_run(run_id, status="RUNNING")
+
+
+def log_metrics_now(run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    """A few metrics at once, timestamped now."""
+    import time
+
+    now = int(time.time() * 1000)
+    log_metric_points(run_id, [(k, float(v), now, step) for k, v in metrics.items()])

@@ -1,0 +1,539 @@
+"""Running a grid: its parent run, its points through an executor, progress, Ctrl-C, resume.
+
+1. The grid's parent run is made first (which also creates a new store's database, once, before
+   any worker opens it: MLflow's first migration races when several processes create the same
+   new database). Params: the spec (``grid.<name>``: the values or the range; ``grid.exclude``,
+   ``grid.random``, ``grid.seed``) and ``git_commit``; tags: the notebook
+   (``mlflow.source.name``, ``nbtrack.notebook.sha256``, ``nbtrack.grid.notebook``), git, the
+   number of points (``nbtrack.grid.points``, which marks a grid's parent), who and where (the
+   driver's pid: a grid whose driver died is closed as KILLED like an orphaned run); artifacts
+   ``nbtrack/grid/spec.json`` and ``nbtrack/grid/points.json`` (what a resume runs).
+2. Each point runs on an executor (nbtrack.executors); its tracked cells make child runs in the
+   grid's experiment (nbtrack.gridpoint). A progress bar counts finished, failed and running
+   points, with the best value of ``metric`` so far.
+3. The parent ends FINISHED when every point did, FAILED when one failed; metrics
+   ``points_finished``, ``points_failed``, ``points_killed``.
+
+Ctrl-C stops cleanly: the running points' kernels are interrupted (their tracked cells end
+KILLED, and their notebooks are recorded as far as they got), a point that does not stop within
+the grace period is killed with its kernel and its runs closed as KILLED, the parent ends KILLED,
+and KeyboardInterrupt is raised again. ``resume=GRID_RUN_ID`` runs the points whose record does
+not say FINISHED, under a new attempt id, in the same parent run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import shlex
+import signal
+import socket
+import threading
+import uuid
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nbtrack import executors, store, sweep
+from nbtrack.errors import UsageError, warn
+from nbtrack.gridpoint import TAG_ATTEMPT, TAG_GRID, PointOutcome, PointTask
+from nbtrack.sweepresult import GridResult, point_records
+
+TAG_POINTS = "nbtrack.grid.points"  # on the parent: how many points (marks a grid's parent)
+TAG_NOTEBOOK = "nbtrack.grid.notebook"
+SPEC = "nbtrack/grid/spec.json"
+POINTS = "nbtrack/grid/points.json"
+
+
+@dataclass
+class Plan:
+    grid_run_id: str
+    experiment: str
+    experiment_id: str
+    notebook: str
+    sha256: str
+    points: list[dict[str, Any]]
+    todo: list[int]
+    attempt: str
+    done: list = field(default_factory=list)  # PointRecords already FINISHED (a resume)
+
+
+def run(
+    notebook: str | os.PathLike | None,
+    params: Mapping[str, Any] | None,
+    *,
+    parallel: int | None = None,
+    experiment: str | None = None,
+    executor: str = "local",
+    exclude: Sequence[Mapping[str, Any] | str] = (),
+    random: int | None = None,
+    seed: int | None = None,
+    metric: str | None = None,
+    mode: str = "max",
+    resume: str | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    timeout: float | None = None,
+    kernel_name: str | None = None,
+    cwd: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> GridResult:
+    if mode not in ("max", "min"):
+        raise UsageError(f"mode must be 'max' or 'min', got {mode!r}")
+    if parallel is not None and (isinstance(parallel, bool) or int(parallel) < 1):
+        raise UsageError(f"parallel must be at least 1, got {parallel!r}", "e.g. parallel=2")
+    if executor not in ("local", "dask"):
+        raise UsageError(f"unknown executor {executor!r}", "use 'local' or 'dask'")
+    uri = store.configure()
+    if client is not None or scheduler:
+        executor = "dask"
+    ship = executor == "dask"  # a Dask worker may not see the notebook: tasks carry it
+    if resume:
+        if params or exclude or random is not None:
+            raise UsageError(
+                "a resumed grid runs the points recorded on its parent run",
+                "leave params, exclude and random out (or start a new grid)",
+            )
+        plan: Plan | None = _resumed(resume, notebook)
+    else:
+        if notebook is None:
+            raise UsageError(
+                "nbtrack.grid needs a notebook", 'e.g. nbtrack.grid("train.ipynb", ...)'
+            )
+        path, spec, points = _check(notebook, params or {}, exclude, random, seed)
+        plan = None
+    ex: executors.Executor | None = None
+    outcomes: dict[int, PointOutcome] = {}
+    bar: _Progress | None = None
+    try:
+        # The fork server starts importing (papermill, MLflow, ipykernel) while this process
+        # records the parent run; workers open the store only once it exists.
+        ex = executors.make(executor, parallel, uri, scheduler=scheduler, client=client)
+        if plan is None:
+            plan = _new(path, spec, points, experiment)
+        _describe_run(plan, executor, parallel)
+        bar = _Progress(plan, metric, mode, enabled=progress)
+        tasks = deque(
+            _task(plan, i, uri, cwd, timeout, kernel_name, output_dir, ship) for i in plan.todo
+        )
+        while tasks or ex.running():
+            while tasks and ex.running() < ex.capacity:
+                ex.submit(tasks.popleft())
+            for outcome in ex.wait(0.25):
+                outcomes[outcome.index] = outcome
+                bar.update(outcome)
+            bar.running(ex.running())
+    except KeyboardInterrupt:
+        if plan is None:
+            raise
+        with _sigint_deferred():
+            if ex is not None:
+                for outcome in ex.stop():
+                    outcomes[outcome.index] = outcome
+                    if bar is not None:
+                        bar.update(outcome)
+                ex.close()
+                ex = None
+            _close_left_running(plan, "the grid was stopped while the point ran")
+            _end(plan, "KILLED", outcomes)
+            if bar is not None:
+                bar.close()
+        left = len(plan.points) - len(plan.done)
+        left -= sum(1 for o in outcomes.values() if o.status == "FINISHED")
+        hint = f"nbtrack.grid(resume={plan.grid_run_id!r}) runs the {left} points not FINISHED"
+        warn(f"grid {plan.grid_run_id} stopped: {hint}")
+        raise KeyboardInterrupt(f"grid {plan.grid_run_id} stopped; {hint}") from None
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if ex is not None:
+                ex.stop(grace=5.0)
+            if plan is not None:
+                _close_left_running(plan, "the grid failed while the point ran")
+                _end(plan, "FAILED", outcomes)
+        if bar is not None:
+            bar.close()
+        raise
+    finally:
+        if ex is not None:
+            ex.close()
+    _close_left_running(plan, "its grid worker ended during the run")
+    status = _end(plan, None, outcomes)
+    bar.close()
+    return load(plan.grid_run_id, metric=metric, mode=mode, status=status)
+
+
+# -- the parent run ----------------------------------------------------------------------------
+
+
+def default_experiment(notebook: Path) -> str:
+    """The notebook's own ``%%track --experiment``, else NBTRACK_EXPERIMENT /
+    MLFLOW_EXPERIMENT_NAME, else the notebook's name (as its tracked cells would choose)."""
+    from nbtrack import settings
+
+    with contextlib.suppress(OSError, ValueError):
+        nb = json.loads(notebook.read_text(encoding="utf-8"))
+        for cell in nb.get("cells") or []:
+            source = cell.get("source") or ""
+            source = "".join(source) if isinstance(source, list) else source
+            first = source.lstrip().split("\n", 1)[0]
+            if cell.get("cell_type") == "code" and first.startswith("%%track"):
+                name = _experiment_flag(first[len("%%track") :])
+                if name:
+                    return name
+    return settings.current().experiment or notebook.stem
+
+
+def _experiment_flag(line: str) -> str | None:
+    try:
+        argv = shlex.split(line)
+    except ValueError:
+        return None
+    for i, arg in enumerate(argv):
+        if arg in ("--experiment", "-e") and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--experiment="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _who() -> dict[str, str]:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    started = ""
+    with contextlib.suppress(Exception):
+        import psutil
+
+        started = f"{psutil.Process().create_time():.3f}"
+    return {
+        "mlflow.user": user,
+        "nbtrack.host": socket.gethostname(),
+        "nbtrack.pid": str(os.getpid()),
+        "nbtrack.pid_start": started,
+    }
+
+
+def _check(
+    notebook: str | os.PathLike,
+    params: Mapping[str, Any],
+    exclude: Sequence[Mapping[str, Any] | str],
+    random: int | None,
+    seed: int | None,
+) -> tuple[Path, sweep.GridSpec, list[dict[str, Any]]]:
+    """The notebook, the spec and its points, checked before anything is recorded or run."""
+    path = Path(notebook).expanduser().resolve()
+    if not path.is_file():
+        raise UsageError(f"no notebook {str(notebook)!r}", f"looked for {path}")
+    spec = sweep.GridSpec.build(params, exclude, random, seed)
+    sweep.check_names(spec.names, path)
+    points = spec.points()
+    if not points:
+        raise UsageError("the exclusions leave no point to run", "exclude fewer combinations")
+    return path, spec, points
+
+
+def _new(
+    path: Path, spec: sweep.GridSpec, points: list[dict[str, Any]], experiment: str | None
+) -> Plan:
+    """Record the grid's parent run."""
+    from nbtrack.capture import git, redact
+    from nbtrack.capture import notebook as nbcap
+
+    exp = experiment or default_experiment(path)
+    exp_id = store.experiment_id(exp)
+    nb = nbcap.read_notebook(str(path), redact.secret_values())
+    sha = nb.sha256 if nb else ""
+    tags = {
+        "mlflow.source.name": str(path),
+        "mlflow.source.type": "NOTEBOOK",
+        "nbtrack.notebook.sha256": sha,
+        TAG_NOTEBOOK: str(path),
+        TAG_POINTS: str(len(points)),
+        **_who(),
+    }
+    run_params = spec.run_params()
+    gitstate = git.git_state(str(path))
+    if gitstate is None:
+        tags["nbtrack.git"] = "not a git repository"
+    else:
+        tags["nbtrack.git.dirty"] = str(gitstate.dirty).lower()
+        for key, value in (
+            ("mlflow.source.git.commit", gitstate.commit),
+            ("mlflow.source.git.branch", gitstate.branch),
+            ("mlflow.source.git.repoURL", gitstate.repo_url),
+        ):
+            if value:
+                tags[key] = value
+        if gitstate.commit:
+            run_params["git_commit"] = gitstate.commit
+    run_id = store.create_run(exp_id, f"grid {path.stem}", tags)
+    try:
+        store.log_params_tags(run_id, params=_fit(redact.redact_params(run_params)))
+        indexed = [{"index": i, "params": p} for i, p in enumerate(points)]
+        store.log_files(
+            run_id,
+            {
+                SPEC: json.dumps(spec.to_json(), indent=1, default=str) + "\n",
+                POINTS: json.dumps(indexed, indent=1, default=str) + "\n",
+            },
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.terminate_run(run_id, "FAILED")
+        raise
+    return Plan(
+        run_id, exp, exp_id, str(path), sha, points, list(range(len(points))), uuid.uuid4().hex
+    )
+
+
+def _fit(params: Mapping[str, str]) -> dict[str, str]:
+    # The full spec is in nbtrack/grid/spec.json: a param over MLflow's limit is cut, and says so.
+    limit = store.MAX_PARAM_VALUE
+    return {
+        k: v if len(v) <= limit else v[: limit - 40] + f"... (see {SPEC})"
+        for k, v in params.items()
+    }
+
+
+def _resumed(grid_run_id: str, notebook: str | os.PathLike | None) -> Plan:
+    from nbtrack.capture import notebook as nbcap
+
+    run = store.get_run(grid_run_id)  # NotFound for an unknown id
+    tags = run.data.tags
+    if TAG_POINTS not in tags:
+        raise UsageError(
+            f"run {grid_run_id} is not a grid's parent run",
+            "pass the id nbtrack.grid printed (GridResult.grid_run_id)",
+        )
+    if run.info.status == "RUNNING" and _driver_alive(tags):
+        raise UsageError(
+            f"grid {grid_run_id} is still running (process {tags.get('nbtrack.pid')} on "
+            f"{tags.get('nbtrack.host')})",
+            "stop it first, or wait for it",
+        )
+    text = store.artifact_text(grid_run_id, POINTS)
+    if not text:
+        raise UsageError(f"grid {grid_run_id} has no {POINTS}", "it cannot be resumed")
+    points = [p["params"] for p in sorted(json.loads(text), key=lambda p: p["index"])]
+    path = Path(notebook).expanduser().resolve() if notebook else Path(tags[TAG_NOTEBOOK])
+    if not path.is_file():
+        raise UsageError(
+            f"the grid's notebook {str(path)!r} is gone", "pass its new path as notebook="
+        )
+    exp_id = run.info.experiment_id
+    runs = store.search_all_runs([exp_id], store.tag_filter({TAG_GRID: grid_run_id}))
+    records = point_records(points, runs)
+    nb = nbcap.read_notebook(str(path))
+    sha = nb.sha256 if nb else ""
+    if sha and tags.get("nbtrack.notebook.sha256") not in (None, "", sha):
+        warn(
+            f"the notebook changed since grid {grid_run_id} started: the points left run the "
+            "notebook as it is now"
+        )
+    store.reopen_run(grid_run_id)
+    if sha:  # the notebook the grid's latest points ran
+        store.log_params_tags(grid_run_id, tags={"nbtrack.notebook.sha256": sha})
+    return Plan(
+        grid_run_id,
+        store.experiment_name(exp_id),
+        exp_id,
+        str(path),
+        sha,
+        points,
+        [r.index for r in records if not r.done],
+        uuid.uuid4().hex,
+        [r for r in records if r.done],
+    )
+
+
+def _driver_alive(tags: Mapping[str, str]) -> bool:
+    if tags.get("nbtrack.host") != socket.gethostname():
+        return True  # another machine's: cannot tell, so assume it runs
+    from nbtrack.tracker import _alive
+
+    try:
+        return _alive(int(tags.get("nbtrack.pid", "")), tags.get("nbtrack.pid_start", ""))
+    except ValueError:
+        return False
+
+
+def _describe_run(plan: Plan, executor: str, parallel: int | None) -> None:
+    store.log_params_tags(
+        plan.grid_run_id,
+        tags={
+            TAG_ATTEMPT: plan.attempt,
+            "nbtrack.grid.executor": executor,
+            "nbtrack.grid.parallel": str(parallel or ""),
+            **_who(),
+        },
+    )
+
+
+def _task(
+    plan: Plan,
+    index: int,
+    uri: str,
+    cwd: str | os.PathLike | None,
+    timeout: float | None,
+    kernel_name: str | None,
+    output_dir: str | os.PathLike | None,
+    ship: bool,
+) -> PointTask:
+    text = Path(plan.notebook).read_text(encoding="utf-8") if ship else None
+    return PointTask(
+        grid_run_id=plan.grid_run_id,
+        attempt=plan.attempt,
+        experiment=plan.experiment,
+        experiment_id=plan.experiment_id,
+        index=index,
+        parameters=plan.points[index],
+        notebook=plan.notebook,
+        notebook_sha256=plan.sha256,
+        tracking_uri=uri,
+        cwd=str(Path(cwd).resolve()) if cwd else None,
+        timeout=timeout,
+        kernel_name=kernel_name,
+        output_dir=str(Path(output_dir).resolve()) if output_dir else None,
+        notebook_text=text,
+    )
+
+
+def _close_left_running(plan: Plan, reason: str) -> None:
+    """Runs of this attempt still RUNNING once its workers are gone: their kernels are too."""
+    query = store.tag_filter({TAG_GRID: plan.grid_run_id, TAG_ATTEMPT: plan.attempt})
+    with contextlib.suppress(Exception):
+        for r in store.search_all_runs(
+            [plan.experiment_id], f"{query} and attributes.status = 'RUNNING'"
+        ):
+            store.mark_killed(r.info.run_id, reason)
+
+
+def _end(plan: Plan, status: str | None, outcomes: Mapping[int, PointOutcome]) -> str:
+    """End the parent run: ``status``, else FINISHED when every point did, else FAILED."""
+    statuses = [o.status for o in outcomes.values()] + ["FINISHED"] * len(plan.done)
+    counts = {s: statuses.count(s) for s in ("FINISHED", "FAILED", "KILLED")}
+    if status is None:
+        all_done = counts["FINISHED"] == len(plan.points)
+        status = (
+            "FINISHED"
+            if all_done
+            else ("KILLED" if counts["KILLED"] and not counts["FAILED"] else "FAILED")
+        )
+    with contextlib.suppress(Exception):
+        store.log_metrics_now(
+            plan.grid_run_id, {f"points_{s.lower()}": n for s, n in counts.items()}
+        )
+    store.terminate_run(plan.grid_run_id, status)
+    return status
+
+
+def load(
+    grid_run_id: str, *, metric: str | None = None, mode: str = "max", status: str | None = None
+) -> GridResult:
+    """The GridResult of a grid from its record (any grid, finished or not)."""
+    run = store.get_run(grid_run_id)
+    tags = run.data.tags
+    if TAG_POINTS not in tags:
+        raise UsageError(f"run {grid_run_id} is not a grid's parent run")
+    text = store.artifact_text(grid_run_id, POINTS) or "[]"
+    points = [p["params"] for p in sorted(json.loads(text), key=lambda p: p["index"])]
+    exp_id = run.info.experiment_id
+    runs = store.search_all_runs([exp_id], store.tag_filter({TAG_GRID: grid_run_id}))
+    return GridResult(
+        grid_run_id,
+        store.experiment_name(exp_id),
+        tags.get(TAG_NOTEBOOK, ""),
+        point_records(points, runs),
+        status=status or run.info.status,
+        metric=metric,
+        mode=mode,
+    )
+
+
+# -- progress ----------------------------------------------------------------------------------
+
+
+class _Progress:
+    """A tqdm bar (``tqdm.auto``: a widget in a notebook): points done out of all, with
+    finished / failed / running counts and, given ``metric``, the best value so far."""
+
+    def __init__(self, plan: Plan, metric: str | None, mode: str, enabled: bool) -> None:
+        self.metric, self.mode = metric, mode
+        self.counts = {"finished": len(plan.done), "failed": 0, "killed": 0}
+        self.best: float | None = None
+        for rec in plan.done:
+            self._consider(rec.metrics)
+        self._running = 0
+        self.bar = None
+        if enabled:
+            with contextlib.suppress(ImportError):
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(
+                    total=len(plan.points),
+                    initial=len(plan.done),
+                    desc=f"grid {Path(plan.notebook).stem}",
+                    unit="point",
+                    dynamic_ncols=True,
+                )
+                self._show()
+
+    def _consider(self, metrics: Mapping[str, float]) -> None:
+        if not self.metric or self.metric not in metrics:
+            return
+        value = float(metrics[self.metric])
+        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
+            self.best = value
+
+    def update(self, outcome: PointOutcome) -> None:
+        key = outcome.status.lower()
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if outcome.status == "FINISHED":
+            self._consider(outcome.metrics)
+        if self.bar is not None:
+            self.bar.update(1)
+        self._show()
+
+    def running(self, n: int) -> None:
+        if n != self._running:
+            self._running = n
+            self._show()
+
+    def _show(self) -> None:
+        if self.bar is None:
+            return
+        parts = [f"{n} {k}" for k, n in self.counts.items() if n or k != "killed"]
+        parts.append(f"{self._running} running")
+        if self.metric:
+            best = "-" if self.best is None else f"{self.best:.4g}"
+            parts.append(f"best {self.metric} {best}")
+        self.bar.set_postfix_str(" · ".join(parts), refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self._running = 0
+            self._show()
+            self.bar.close()
+            self.bar = None
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """While a stopped grid cleans up, a second Ctrl-C must not leave it half-closed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+__all__ = ["GridResult", "default_experiment", "load", "run"]
