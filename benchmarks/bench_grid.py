@@ -187,6 +187,8 @@ def main() -> None:
     print(f"grid parallel=1: {m_seq:6.2f} s, a point {per:5.2f} s  overhead {per - w:5.2f} s")
     print(f"grid parallel=2: {m_par:6.2f} s, a point {m_par / n:5.2f} s (wall / points)")
     print(f"speedup parallel=2 / parallel=1: {m_seq / m_par:.2f}x")
+    print("samples (s): parallel=1 " + ", ".join(f"{x:.2f}" for x in seq), end="; ")
+    print("parallel=2 " + ", ".join(f"{x:.2f}" for x in par))
     if args.variants:
         m_nofork, m_child = statistics.median(nofork), statistics.median(child)
         print(
