@@ -297,6 +297,17 @@ def test_read_only_cache_does_not_break_fingerprinting(tmp_path):
     assert (a.digest, b.digest) == (sha(b"known"), sha(b"unknown"))
 
 
+def test_a_cache_that_cannot_be_created_does_not_break_fingerprinting(tmp_path):
+    # Runs as root too (CI here), where the permission test above cannot: the cache's folder
+    # would be inside a regular file.
+    (tmp_path / "state").write_text("a file where the cache's folder should be")
+    db = tmp_path / "state" / "digests.sqlite"
+    data = write(tmp_path / "data.bin", b"payload")
+    with pytest.warns(NbtrackWarning), DigestCache(db) as cache:
+        (found,) = fingerprint([data], cache=cache)
+    assert found.digest == sha(b"payload")
+
+
 def test_locked_cache_falls_back_quietly(tmp_path):
     db = tmp_path / "digests.sqlite"
     f = write(tmp_path / "data.bin", b"payload")
