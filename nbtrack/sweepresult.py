@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbtrack.errors import UsageError
+from nbtrack.errors import MissingExtra, UsageError, warn
 from nbtrack.gridpoint import TAG_ATTEMPT, TAG_ERROR, TAG_POINT, TAG_SECONDS, TAG_STATUS
 
 PENDING = "PENDING"  # not run (yet): the grid was stopped before it, or it is still queued
@@ -242,6 +242,21 @@ class GridResult:
         name = self.notebook.rsplit("/", 1)[-1]
         parts = [f"nbtrack grid {self.grid_run_id}", name, self.experiment, self.status, counts]
         return " · ".join(parts)
+
+    def _ipython_display_(self) -> None:
+        """Shown in a notebook: the summary, then, when a frontend shows widgets live
+        (JupyterLab, VS Code), the comparison panel on the grid's runs. Headless (papermill,
+        nbval) the summary alone: the panel would only repeat its table."""
+        from IPython.display import display
+
+        display({"text/html": self._repr_html_(), "text/plain": repr(self)}, raw=True)
+        from nbtrack.widgets.live import has_frontend
+
+        if has_frontend() and len(self.df):
+            try:
+                display(self.compare())
+            except MissingExtra as e:  # no ipywidgets: the summary is all there is
+                warn(str(e))
 
     def __repr__(self) -> str:
         best = self._best_text()

@@ -284,6 +284,42 @@ def test_result_html_is_escaped(store, client, tmp_path):
     assert hostile not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
 
 
+def test_a_result_shown_headless_is_its_summary_alone(store, client, tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from nbtrack.sweepresult import GridResult, PointRecord
+
+    result = GridResult("0" * 32, "exp", "/x/nb.ipynb", [PointRecord(0, {"lr": 0.1})])
+    InteractiveShell.instance()  # display() needs a shell; this one has no kernel: no frontend
+    with capture_output() as shown:
+        result._ipython_display_()
+    [summary] = shown.outputs  # no comparison panel without a frontend to show it live
+    assert summary.data["text/plain"] == repr(result)
+    assert "nbtrack-grid" in summary.data["text/html"]
+
+
+def test_a_result_shown_in_jupyterlab_opens_the_comparison_on_the_grid(store, client, tmp_path):
+    import nbformat
+    from nbclient import NotebookClient
+
+    client.create_experiment("grid-shown")
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "from nbtrack.sweepresult import GridResult, PointRecord\n"
+            "GridResult('0' * 32, 'grid-shown', '/x/nb.ipynb', [PointRecord(0, {'lr': 0.1})])"
+        )
+    )
+    # A real kernel with the session name JupyterLab gives it: a frontend shows widgets live.
+    env = {**os.environ, "JPY_SESSION_NAME": str(tmp_path / "shown.ipynb")}
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute(env=env, cwd=str(tmp_path))
+    summary, panel = nb.cells[0].outputs
+    assert "nbtrack-grid" in summary["data"]["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" in panel["data"]
+    assert panel["data"]["text/plain"].startswith("<nbtrack compare · grid-shown")
+
+
 # -- Dask --------------------------------------------------------------------------------------
 
 
