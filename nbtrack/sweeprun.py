@@ -24,7 +24,6 @@ not say FINISHED, under a new attempt id, in the same parent run.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import shlex
@@ -38,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack import executors, store, sweep
+from nbtrack import executors, store, sweep, tracker
 from nbtrack.errors import UsageError, warn
 from nbtrack.gridpoint import TAG_ATTEMPT, TAG_GRID, PointOutcome, PointTask
 from nbtrack.sweepresult import GridResult, point_records
@@ -201,24 +200,6 @@ def _experiment_flag(line: str) -> str | None:
     return None
 
 
-def _who() -> dict[str, str]:
-    try:
-        user = getpass.getuser()
-    except Exception:
-        user = "unknown"
-    started = ""
-    with contextlib.suppress(Exception):
-        import psutil
-
-        started = f"{psutil.Process().create_time():.3f}"
-    return {
-        "mlflow.user": user,
-        "nbtrack.host": socket.gethostname(),
-        "nbtrack.pid": str(os.getpid()),
-        "nbtrack.pid_start": started,
-    }
-
-
 def _check(
     notebook: str | os.PathLike,
     params: Mapping[str, Any],
@@ -255,23 +236,13 @@ def _new(
         "nbtrack.notebook.sha256": sha,
         TAG_NOTEBOOK: str(path),
         TAG_POINTS: str(len(points)),
-        **_who(),
+        **tracker.process_tags(),
     }
     run_params = spec.run_params()
     gitstate = git.git_state(str(path))
-    if gitstate is None:
-        tags["nbtrack.git"] = "not a git repository"
-    else:
-        tags["nbtrack.git.dirty"] = str(gitstate.dirty).lower()
-        for key, value in (
-            ("mlflow.source.git.commit", gitstate.commit),
-            ("mlflow.source.git.branch", gitstate.branch),
-            ("mlflow.source.git.repoURL", gitstate.repo_url),
-        ):
-            if value:
-                tags[key] = value
-        if gitstate.commit:
-            run_params["git_commit"] = gitstate.commit
+    tags.update(tracker.git_tags(gitstate))
+    if gitstate is not None and gitstate.commit:
+        run_params["git_commit"] = gitstate.commit
     run_id = store.create_run(exp_id, f"grid {path.stem}", tags)
     try:
         store.log_params_tags(run_id, params=_fit(redact.redact_params(run_params)))
@@ -355,10 +326,8 @@ def _resumed(grid_run_id: str, notebook: str | os.PathLike | None) -> Plan:
 def _driver_alive(tags: Mapping[str, str]) -> bool:
     if tags.get("nbtrack.host") != socket.gethostname():
         return True  # another machine's: cannot tell, so assume it runs
-    from nbtrack.tracker import _alive
-
     try:
-        return _alive(int(tags.get("nbtrack.pid", "")), tags.get("nbtrack.pid_start", ""))
+        return tracker.alive(int(tags.get("nbtrack.pid", "")), tags.get("nbtrack.pid_start", ""))
     except ValueError:
         return False
 
@@ -370,7 +339,7 @@ def _describe_run(plan: Plan, executor: str, parallel: int | None) -> None:
             TAG_ATTEMPT: plan.attempt,
             "nbtrack.grid.executor": executor,
             "nbtrack.grid.parallel": str(parallel or ""),
-            **_who(),
+            **tracker.process_tags(),
         },
     )
 

@@ -333,27 +333,40 @@ def _safe_name(key: str) -> str:
 def _tags(spec: RunSpec, src: Source, gitstate, runner_tags: Mapping[str, str]) -> dict[str, str]:
     tags = {
         "mlflow.source.type": src.kind,
-        "mlflow.user": _user(),
-        "nbtrack.host": socket.gethostname(),
-        "nbtrack.pid": str(os.getpid()),
-        "nbtrack.pid_start": _process_start(),
+        **process_tags(),
         "nbtrack.kernel": src.kernel or "none",
         "nbtrack.cell.sha256": nbcap.cell_sha256(src.code),
     }
     if src.path:
         tags["mlflow.source.name"] = src.path
-    if gitstate is None:
-        tags["nbtrack.git"] = "not a git repository"
-    else:
-        tags["nbtrack.git.dirty"] = str(gitstate.dirty).lower()
-        if gitstate.commit:
-            tags["mlflow.source.git.commit"] = gitstate.commit
-        if gitstate.branch:
-            tags["mlflow.source.git.branch"] = gitstate.branch
-        if gitstate.repo_url:
-            tags["mlflow.source.git.repoURL"] = gitstate.repo_url
+    tags.update(git_tags(gitstate))
     tags.update({k: redact.redact_text(str(v)) for k, v in spec.tags.items()})
     tags.update(runner_tags)
+    return tags
+
+
+def process_tags() -> dict[str, str]:
+    """Who and which process: what tells a run whose process died (closed as KILLED later)."""
+    return {
+        "mlflow.user": _user(),
+        "nbtrack.host": socket.gethostname(),
+        "nbtrack.pid": str(os.getpid()),
+        "nbtrack.pid_start": _process_start(),
+    }
+
+
+def git_tags(gitstate) -> dict[str, str]:
+    """The code version as MLflow's own git tags (the UI shows them) and nbtrack's dirty flag."""
+    if gitstate is None:
+        return {"nbtrack.git": "not a git repository"}
+    tags = {"nbtrack.git.dirty": str(gitstate.dirty).lower()}
+    for key, value in (
+        ("mlflow.source.git.commit", gitstate.commit),
+        ("mlflow.source.git.branch", gitstate.branch),
+        ("mlflow.source.git.repoURL", gitstate.repo_url),
+    ):
+        if value:
+            tags[key] = value
     return tags
 
 
@@ -408,7 +421,8 @@ def _dataset(item: datacap.DataInput) -> dict:
 # -- runs a dead kernel left behind ------------------------------------------------------------
 
 
-def _alive(pid: int, started: str) -> bool:
+def alive(pid: int, started: str) -> bool:
+    """Is process ``pid`` the one that started at ``started`` (a pid can be reused)?"""
     import psutil
 
     try:
@@ -440,7 +454,7 @@ def _close_orphans() -> list[str]:
             continue
         if pid == os.getpid() and any(r.run_id == run.info.run_id for r in _stack):
             continue
-        if _alive(pid, tags.get("nbtrack.pid_start", "")):
+        if alive(pid, tags.get("nbtrack.pid_start", "")):
             continue
         store.mark_killed(run.info.run_id, f"kernel process {pid} on {host} ended during the run")
         closed.append(run.info.run_id)

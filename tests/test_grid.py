@@ -292,8 +292,11 @@ def test_a_result_shown_headless_is_its_summary_alone(store, client, tmp_path):
 
     result = GridResult("0" * 32, "exp", "/x/nb.ipynb", [PointRecord(0, {"lr": 0.1})])
     InteractiveShell.instance()  # display() needs a shell; this one has no kernel: no frontend
-    with capture_output() as shown:
-        result._ipython_display_()
+    try:
+        with capture_output() as shown:
+            result._ipython_display_()
+    finally:
+        InteractiveShell.clear_instance()  # later tests are scripts, not shells
     [summary] = shown.outputs  # no comparison panel without a frontend to show it live
     assert summary.data["text/plain"] == repr(result)
     assert "nbtrack-grid" in summary.data["text/html"]
