@@ -123,10 +123,10 @@ def run(
         while tasks or ex.running():
             while tasks and ex.running() < ex.capacity:
                 ex.submit(tasks.popleft())
+            bar.running(ex.running())  # as submitted, not as left by the last outcome
             for outcome in ex.wait(0.25):
                 outcomes[outcome.index] = outcome
                 bar.update(outcome)
-            bar.running(ex.running())
     except KeyboardInterrupt:
         if plan is None:
             raise
@@ -465,6 +465,7 @@ class _Progress:
         self.counts[key] = self.counts.get(key, 0) + 1
         if outcome.status == "FINISHED":
             self._consider(outcome.metrics)
+        self._running = max(0, self._running - 1)  # it ran until now
         if self.bar is not None:
             self.bar.update(1)
         self._show()
