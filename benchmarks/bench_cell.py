@@ -23,6 +23,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from benchstore import fresh_store
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "01-quickstart.ipynb"
 
@@ -49,18 +51,6 @@ with mlflow.start_run(experiment_id=_bench_exp):
         mlflow.log_artifacts(os.path.join(d, "snap"), "snap")
     mlflow.log_metrics({f"m{i}": i * 0.1 for i in range(5)}, step=0)
 """
-
-
-def _store() -> str:
-    tmp = Path(tempfile.mkdtemp(prefix="nbtrack-bench-"))
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    # Create (migrate) the database once, outside every timing.
-    subprocess.run(
-        [sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('{uri}').search_experiments()"],
-        check=True,
-        capture_output=True,
-    )
-    return uri
 
 
 def warm(uri: str, repeat: int) -> tuple[float, float]:
@@ -163,7 +153,7 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=5, help="fresh processes for the cold cell")
     parser.add_argument("--pause", type=float, default=3.0, help="seconds between load and cell")
     args = parser.parse_args()
-    uri = _store()
+    uri = fresh_store(tempfile.mkdtemp(prefix="nbtrack-bench-"))
     tracked, plain = warm(uri, args.repeat)
     load, first, after, plain_cold = cold(uri, args.cold, args.pause)
     rows = [

@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchstore import fresh_store
+
 NOTEBOOK_CELLS = [
     ("%load_ext nbtrack", None),
     ("point = 0\niterations = 1000", ["parameters"]),
@@ -78,13 +80,6 @@ def calibrate(seconds: float) -> int:
     exec(code, {"n": n})
     per = (time.perf_counter() - started) / n
     return int(seconds / per)
-
-
-def _store(tmp: Path) -> str:
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    code = f"import mlflow; mlflow.MlflowClient('{uri}').search_experiments()"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-    return uri
 
 
 def by_hand(nb: Path, iterations: int, k: int) -> float:
@@ -147,7 +142,7 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nbtrack-bench-grid-"))
-    uri = _store(tmp)
+    uri = fresh_store(tmp)
     os.environ.update(
         NBTRACK_TRACKING_URI=uri, MLFLOW_TRACKING_URI=uri, NBTRACK_STATE_DIR=str(tmp / "state")
     )

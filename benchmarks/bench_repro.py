@@ -25,24 +25,14 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchstore import fresh_store
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "02-train-torch.ipynb"
-
-
-def _store(tmp: Path) -> str:
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    subprocess.run(
-        [sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('{uri}').search_experiments()"],
-        check=True,
-        capture_output=True,
-    )
-    return uri
 
 
 def cell_seconds(nb: dict) -> float:
@@ -61,7 +51,7 @@ def main() -> None:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nbtrack-bench-repro-"))
-    uri = _store(tmp)
+    uri = fresh_store(tmp)
     os.environ.update(
         NBTRACK_TRACKING_URI=uri, MLFLOW_TRACKING_URI=uri, NBTRACK_STATE_DIR=str(tmp / "state")
     )

@@ -152,23 +152,13 @@ def execute(
 
     Never raises for a failing notebook: the result says what failed, and where.
     """
-    src = Path(notebook).resolve()
-    out = Path(output).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(cwd).resolve() if cwd is not None else src.parent
-    child_env = _child_env(str(src), settings or RunnerSettings(), env or {})
+    out, spec, child_env = _prepare(
+        notebook, output, parameters, settings, env, cwd, timeout, kernel_name
+    )
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="nbtrack-runner-") as tmp:
         spec_path, result_path = Path(tmp, "spec.json"), Path(tmp, "result.json")
-        spec = {
-            "input": str(src),
-            "output": str(out),
-            "parameters": dict(parameters or {}),
-            "kernel_name": kernel_name,
-            "timeout": timeout,
-            "cwd": str(workdir),
-            "result": str(result_path),
-        }
+        spec["result"] = str(result_path)
         spec_path.write_text(json.dumps(spec, default=str), encoding="utf-8")
         log_path = Path(tmp, "stderr.txt")
         with open(log_path, "wb") as log:
@@ -193,6 +183,33 @@ def execute(
         tail = "\n".join(stderr.strip().splitlines()[-5:])
         result = {"ok": False, "error": f"the runner exited with code {proc.returncode}: {tail}"}
     return _execution(out, result, duration, stderr)
+
+
+def _prepare(
+    notebook: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: Mapping[str, Any] | None,
+    settings: RunnerSettings | None,
+    env: Mapping[str, str | None] | None,
+    cwd: str | os.PathLike | None,
+    timeout: float | None,
+    kernel_name: str | None,
+) -> tuple[Path, dict[str, Any], dict[str, str]]:
+    """What both ways of executing need: the output path (its folder made), papermill's spec
+    and the kernel's environment."""
+    src = Path(notebook).resolve()
+    out = Path(output).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(cwd).resolve() if cwd is not None else src.parent
+    spec = {
+        "input": str(src),
+        "output": str(out),
+        "parameters": dict(parameters or {}),
+        "kernel_name": kernel_name,
+        "timeout": timeout,
+        "cwd": str(workdir),
+    }
+    return out, spec, _child_env(str(src), settings or RunnerSettings(), env or {})
 
 
 def _execution(out: Path, result: Mapping[str, Any], duration: float, log: str) -> Execution:
@@ -229,19 +246,9 @@ def execute_here(
     (the grid's starts kernels from a pre-warmed process). The result's ``log`` is empty: this
     process's stderr is the caller's.
     """
-    src = Path(notebook).resolve()
-    out = Path(output).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(cwd).resolve() if cwd is not None else src.parent
-    child_env = _child_env(str(src), settings or RunnerSettings(), env or {})
-    spec = {
-        "input": str(src),
-        "output": str(out),
-        "parameters": dict(parameters or {}),
-        "kernel_name": kernel_name,
-        "timeout": timeout,
-        "cwd": str(workdir),
-    }
+    out, spec, child_env = _prepare(
+        notebook, output, parameters, settings, env, cwd, timeout, kernel_name
+    )
     extra = {"kernel_manager_class": kernel_manager_class} if kernel_manager_class else {}
     saved = dict(os.environ)
     started = time.monotonic()
