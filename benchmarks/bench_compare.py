@@ -9,7 +9,7 @@ start times spread over the past week) in a SQLite store cached under ``benchmar
 What is timed, each repeated and reported as the median (the machine is small and noisy):
 
 - ``mlflow.search_runs``: the reference, the same runs as a DataFrame in plain MLflow;
-- cold: a fresh cache fetches every run (``nbtrack.runtable``, pages of 1,000 through
+- cold: a fresh cache fetches every run (``nbtrack.query.table``, pages of 1,000 through
   ``MlflowClient.search_runs``), builds the table and sorts it by a metric;
 - first page: the same, until the first 1,000 runs are in the table (what the panel shows first;
   the rest fill in from a background thread);
@@ -117,7 +117,8 @@ def bench(n: int, repeat: int) -> list[tuple[str, float, str]]:
     import mlflow
     from mlflow import MlflowClient
 
-    from nbtrack import comparedata, runtable
+    from nbtrack.query import compare as comparedata
+    from nbtrack.query import table as runtable
 
     exp_id = prepare(n)
     order = comparedata.parse_order("metrics.val_acc DESC")

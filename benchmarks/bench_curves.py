@@ -89,8 +89,8 @@ def main() -> None:
     import mlflow
     from mlflow import MlflowClient
 
-    from nbtrack import curvedata as curves
     from nbtrack import store
+    from nbtrack.query import curves
     from nbtrack.widgets import static
     from nbtrack.widgets.curves import figure_for
 

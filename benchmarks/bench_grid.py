@@ -116,7 +116,7 @@ def grid(nb: Path, iterations: int, points: int, parallel: int) -> tuple[float, 
 
 def runner_per_point(nb: Path, iterations: int, points: int, tmp: Path) -> float:
     """The points one after the other, each through ``runner.execute`` (a child process)."""
-    from nbtrack import runner
+    from nbtrack.execution import runner
 
     started = time.perf_counter()
     for k in range(points):

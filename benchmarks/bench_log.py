@@ -100,7 +100,7 @@ def bench_log_batch(client, exp_id: str, n: int) -> tuple[float, float]:
 
 def bench_nbtrack(client, n: int, notes: list[str]) -> tuple[float, float]:
     import nbtrack
-    from nbtrack import tracker
+    from nbtrack.tracking import tracker
 
     with nbtrack.run(experiment="bench", params={"n": n}) as r:
         t0 = time.perf_counter()
@@ -131,7 +131,7 @@ def bench_gil(uri: str, client, exp_id: str, steps: int, per_step: int) -> dict[
     the CPU this process spends a point, until flushed (all its threads)."""
     from nbtrack import store
     from nbtrack.errors import warn
-    from nbtrack.writer import MetricWriter
+    from nbtrack.tracking.metrics.writer import MetricWriter
 
     def persist(u: str, run_id: str, points: list) -> None:
         store.log_metric_points(run_id, points, uri=u)
@@ -172,7 +172,7 @@ def bench_gil(uri: str, client, exp_id: str, steps: int, per_step: int) -> dict[
 
 def bytes_per_point(n: int = 100_000) -> float:
     """Memory of queued points, with the writer held so nothing drains."""
-    from nbtrack.writer import MetricWriter
+    from nbtrack.tracking.metrics.writer import MetricWriter
 
     gate = threading.Event()
     with tempfile.TemporaryDirectory() as spool:

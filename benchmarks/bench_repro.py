@@ -58,7 +58,7 @@ def main() -> None:
     import mlflow
 
     import nbtrack
-    from nbtrack import runner
+    from nbtrack.execution import runner
 
     load_before = os.getloadavg()
     proj = tmp / "proj"

@@ -54,19 +54,19 @@ __all__ = [
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext nbtrack``: registers ``%%track`` and ``%track_config``."""
-    from nbtrack import magic
+    from nbtrack.frontends import magic
 
     magic.load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from nbtrack import magic
+    from nbtrack.frontends import magic
 
     magic.unload(ipython)
 
 
 def _active():
-    tracker = sys.modules.get("nbtrack.tracker")
+    tracker = sys.modules.get("nbtrack.tracking.tracker")
     return tracker.active() if tracker is not None else None
 
 
@@ -98,8 +98,9 @@ def log_params(**params: Any) -> None:
 
 
 def _no_run(what: str):
-    from nbtrack import settings, tracker
+    from nbtrack import settings
     from nbtrack.errors import UsageError
+    from nbtrack.tracking import tracker
 
     if settings.current().disable:
         return tracker.NullRun.detached()
@@ -111,7 +112,7 @@ def _no_run(what: str):
 
 def flush(timeout: float | None = 30.0) -> bool:
     """Wait until every logged metric point is persisted; True when nothing is left over."""
-    from nbtrack import tracker
+    from nbtrack.tracking import tracker
 
     return tracker.writer().flush(timeout)
 
@@ -123,7 +124,7 @@ def active_run():
 
 def last_run():
     """The tracked run that finished last in this kernel: ``run_id``, ``params``, ``status``."""
-    tracker = sys.modules.get("nbtrack.tracker")
+    tracker = sys.modules.get("nbtrack.tracking.tracker")
     return tracker.last() if tracker is not None else None
 
 
@@ -142,8 +143,9 @@ def run(
     with nbtrack.run(experiment="digits", seed=42, data=["data/"], params={"lr": 0.01}):
         ...
     """
-    from nbtrack import settings, tracker
+    from nbtrack import settings
     from nbtrack.capture.source import format_param
+    from nbtrack.tracking import tracker
 
     spec = tracker.RunSpec(
         experiment=experiment,
@@ -166,12 +168,12 @@ def run(
 
 
 def _source():
-    from nbtrack import tracker
+    from nbtrack.tracking import tracker
 
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is not None and getattr(shell, "history_manager", None) is not None:
-        from nbtrack import magic
+        from nbtrack.frontends import magic
 
         # The cell being run, as IPython handed it to the extension's pre_run_cell hook: the
         # history holds it only when the frontend asked to store it (nbval does not).
@@ -182,7 +184,8 @@ def _source():
 
 def close_orphans() -> list[str]:
     """Close as KILLED the runs a dead kernel of this host left RUNNING; returns their ids."""
-    from nbtrack import store, tracker
+    from nbtrack import store
+    from nbtrack.tracking import tracker
 
     store.configure()
     return tracker.close_orphans()
@@ -233,7 +236,7 @@ def runs(
     The kernel keeps the runs: calling again asks MLflow only for runs started since, and those
     that were still running (``full=True`` fetches everything again).
     """
-    from nbtrack import runtable
+    from nbtrack.query import table as runtable
 
     return runtable.runs(experiment, filter, order_by, max_runs, full=full)
 
@@ -246,7 +249,7 @@ def diff(run_a: str, run_b: str, *more: str) -> Any:
         d = nbtrack.diff(best, runner_up)
         d["params"].rows      # [Row(key='lr', values=('0.01', '0.1')), ...]
     """
-    from nbtrack import comparedata
+    from nbtrack.query import compare as comparedata
 
     return comparedata.diff(run_a, run_b, *more)
 
@@ -277,7 +280,7 @@ def compare(
     return view.show(experiment, filter, order_by, max_runs, columns=columns, select=select)
 
 
-# -- the model registry (nbtrack.models; the panel in nbtrack.widgets.registry_panel) -----------
+# -- the model registry (nbtrack.model_registry; the panel in widgets.registry_panel) ---------
 
 
 def register(run_id: str, name: str, model_path: str | None = None) -> Any:
@@ -288,7 +291,7 @@ def register(run_id: str, name: str, model_path: str | None = None) -> Any:
     The version carries tags ``run_id``, the run's final metrics, ``data_hash``, ``git_commit``,
     ``notebook`` and a description from the run. Returns the version (``.version``, ``.tags``).
     """
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     return models.register(run_id, name, model_path)
 
@@ -308,21 +311,21 @@ def promote(
 
         nbtrack.promote("digits", 3, reason="val_acc 0.97 on the new data")
     """
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     return models.promote(name, version, stage, reason, force=force)
 
 
 def rollback(name: str, reason: str | None = None) -> Any:
     """Put the previous production version of model ``name`` back in production, in one call."""
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     return models.rollback(name, reason)
 
 
 def archive(name: str, version: int | str, reason: str | None = None) -> Any:
     """Archive a version of model ``name`` (not the one in production)."""
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     return models.archive(name, version, reason)
 
@@ -330,7 +333,7 @@ def archive(name: str, version: int | str, reason: str | None = None) -> Any:
 def audit(name: str) -> Any:
     """The audit trail of model ``name`` as a DataFrame, oldest first: when, who, action
     (register, promote, rollback, archive), stage, from_version, to_version, reason."""
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     return models.audit(name)
 
@@ -338,7 +341,7 @@ def audit(name: str) -> Any:
 def production(name: str) -> Any:
     """What is in production for model ``name``: version, run, metrics, data hash, when it was
     promoted and by whom, and the version before it (``.previous``)."""
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     return models.production(name)
 
@@ -352,7 +355,7 @@ def load(
 ) -> Any:
     """Load ``models:/NAME@production`` (or ``stage="staging"``, or ``version=3``) with MLflow's
     loader for the model's flavour; ``flavor="pyfunc"`` for MLflow's generic wrapper."""
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     return models.load(name, stage, version=version, flavor=flavor)
 
@@ -366,7 +369,7 @@ def registry(name: str | None = None) -> Any:
     return view.show(name)
 
 
-# -- reproduction (nbtrack.repro) ---------------------------------------------------------------
+# -- reproduction (nbtrack.reproduction) ----------------------------------------------------
 
 
 def reproduce(
@@ -396,12 +399,12 @@ def reproduce(
         report = nbtrack.reproduce(run_id)
         report.verdict   # 'REPRODUCED'
     """
-    from nbtrack import repro
+    from nbtrack.reproduction import reproduce as repro
 
     return repro.reproduce(run_id, rtol, atol, metrics, timeout, strict)
 
 
-# -- grids (nbtrack.sweep, nbtrack.sweeprun, nbtrack.executors) ----------------------------------
+# -- grids (grids.spec, grids.run, grids.executors) ----------------------------------
 
 
 def grid(
@@ -452,7 +455,7 @@ def grid(
                               parallel=2, metric="val_acc")
         result.best()
     """
-    from nbtrack import sweeprun
+    from nbtrack.grids import run as sweeprun
 
     return sweeprun.run(
         notebook,

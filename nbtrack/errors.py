@@ -1,5 +1,14 @@
 """nbtrack's error hierarchy.
 
+    NbtrackError                  anything nbtrack raises on purpose
+    ├── UserError                 the user asked for something wrong: shown as one sentence
+    │   ├── UsageError            a bad flag, ``-p``, value or argument
+    │   ├── DataNotFound, InvalidMetric, ParamConflict, NotFound
+    │   ├── NoModelLogged, RunNotFinished, NoPreviousProduction, MoveRefused, PermissionDenied
+    │   └── CannotReproduce
+    ├── StoreError                MLflow refused or failed (not the user's doing)
+    └── MissingExtra              an optional part used without its extra installed
+
 Every error carries its fields and builds its own one-sentence message, so the magic can show it
 without a traceback. The fields are the exception's ``args``, which keeps every class picklable:
 grid points run in other processes and their errors cross process boundaries.
@@ -15,7 +24,12 @@ class NbtrackError(Exception):
         return " ".join(str(a) for a in self.args)
 
 
-class UsageError(NbtrackError):
+class UserError(NbtrackError):
+    """The user asked for something wrong: the magic and the CLI print it as one sentence,
+    without a traceback. Anything else that escapes nbtrack is shown with its traceback."""
+
+
+class UsageError(UserError):
     """The user asked for something malformed: a bad flag, a bad ``-p``, a bad value."""
 
     def __init__(self, message: str, hint: str = ""):
@@ -26,7 +40,7 @@ class UsageError(NbtrackError):
         return f"{self.message}; {self.hint}" if self.hint else self.message
 
 
-class DataNotFound(NbtrackError):
+class DataNotFound(UserError):
     """A ``--data`` input does not exist."""
 
     def __init__(self, path: str):
@@ -37,7 +51,7 @@ class DataNotFound(NbtrackError):
         return f"data input {self.path!r} does not exist; check the path given to --data"
 
 
-class InvalidMetric(NbtrackError):
+class InvalidMetric(UserError):
     """A metric key or value MLflow would refuse, caught at the call site."""
 
     def __init__(self, key: str, value: str, reason: str):
@@ -50,7 +64,7 @@ class InvalidMetric(NbtrackError):
         return f"metric {self.key!r}={self.value}: {self.reason}"
 
 
-class ParamConflict(NbtrackError):
+class ParamConflict(UserError):
     """A param was logged again with a different value (MLflow params are immutable)."""
 
     def __init__(self, key: str, old: str, new: str):
@@ -64,7 +78,7 @@ class ParamConflict(NbtrackError):
         )
 
 
-class NotFound(NbtrackError):
+class NotFound(UserError):
     """An unknown run, experiment, model or version."""
 
     def __init__(self, kind: str, name: str, hint: str = ""):
@@ -102,7 +116,7 @@ class MissingExtra(NbtrackError):
 # -- the model registry ---------------------------------------------------------------------------
 
 
-class NoModelLogged(NbtrackError):
+class NoModelLogged(UserError):
     """``--register NAME`` (or ``nbtrack.register``) on a run that logged no model."""
 
     def __init__(self, run_id: str, name: str, model_path: str = ""):
@@ -117,7 +131,7 @@ class NoModelLogged(NbtrackError):
         )
 
 
-class RunNotFinished(NbtrackError):
+class RunNotFinished(UserError):
     """A promotion of a version whose run FAILED (or was KILLED), without ``force=True``."""
 
     def __init__(self, name: str, version: str, run_id: str, status: str):
@@ -131,7 +145,7 @@ class RunNotFinished(NbtrackError):
         )
 
 
-class NoPreviousProduction(NbtrackError):
+class NoPreviousProduction(UserError):
     """A rollback with nothing to roll back to."""
 
     def __init__(self, name: str):
@@ -145,7 +159,7 @@ class NoPreviousProduction(NbtrackError):
         )
 
 
-class MoveRefused(NbtrackError):
+class MoveRefused(UserError):
     """A registry move that would leave the registry in a state nbtrack does not allow."""
 
     def __init__(self, name: str, version: str, reason: str, hint: str = ""):
@@ -157,7 +171,7 @@ class MoveRefused(NbtrackError):
         return f"{msg}; {self.hint}" if self.hint else msg
 
 
-class PermissionDenied(NbtrackError):
+class PermissionDenied(UserError):
     """The tracking server refused a change (HTTP 403): the user may read, not edit."""
 
     def __init__(self, name: str, operation: str = ""):
@@ -171,7 +185,7 @@ class PermissionDenied(NbtrackError):
 # -- reproduction ---------------------------------------------------------------------------------
 
 
-class CannotReproduce(NbtrackError):
+class CannotReproduce(UserError):
     """A run whose record does not hold what running it again needs."""
 
     def __init__(self, run_id: str, reason: str):
@@ -182,20 +196,6 @@ class CannotReproduce(NbtrackError):
         return f"run {self.run_id} cannot be reproduced: {self.reason}"
 
 
-# A user's mistake: shown as one sentence, never as "tracking failed".
-USER_ERRORS = (
-    UsageError,
-    DataNotFound,
-    InvalidMetric,
-    ParamConflict,
-    NotFound,
-    NoModelLogged,
-    RunNotFinished,
-    NoPreviousProduction,
-    MoveRefused,
-    PermissionDenied,
-    CannotReproduce,
-)
 
 
 class NbtrackWarning(UserWarning):

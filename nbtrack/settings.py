@@ -22,7 +22,9 @@ User settings
   NBTRACK_LEGACY_STAGES  "0": do not keep MLflow's deprecated stage field (Production, Staging,
                          Archived) in step with the aliases (default: kept, for older readers)
   NBTRACK_GRID_FORK      "0": start the kernels of grid points as jupyter_client does, rather
-                         than forking them from a pre-warmed process (nbtrack.kernelfork; Linux)
+                         than forking them from a pre-warmed process (execution.kernelfork; Linux)
+  NBTRACK_DEBUG          "1": nbtrack's own failures (logged at debug to the ``nbtrack`` logger,
+                         never swallowed) are shown on stderr with their tracebacks (nbtrack.log)
 
 Runner settings: nbtrack's own papermill runners (grid, reproduce) set these in the kernel's
 environment, and they take precedence over what the notebook's %%track lines say.
@@ -80,6 +82,11 @@ class Settings:
     runner_seeds: dict[str, int] = field(default_factory=dict)
     writers: int = 2
     grid_fork: bool = True
+
+
+def debug() -> bool:
+    """NBTRACK_DEBUG, read by ``nbtrack.log`` when it sets up the ``nbtrack`` logger."""
+    return _flag("NBTRACK_DEBUG", False)
 
 
 def _state_dir() -> Path:

@@ -11,7 +11,7 @@ import pytest
 from modelkit import train_run
 
 import nbtrack
-from nbtrack import cli
+from nbtrack.frontends import cli
 
 
 @pytest.fixture
@@ -98,7 +98,16 @@ def test_errors_are_one_line_and_exit_2(digits, capsys):
 
 def test_the_installed_command(digits, store):
     done = subprocess.run(
-        [sys.executable, "-m", "nbtrack.cli", "promote", "digits", "2", "--stage", "staging"],
+        [
+            sys.executable,
+            "-m",
+            "nbtrack.frontends.cli",
+            "promote",
+            "digits",
+            "2",
+            "--stage",
+            "staging",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

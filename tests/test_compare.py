@@ -14,8 +14,10 @@ import pytest
 from mlflow import MlflowClient
 
 import nbtrack
-from nbtrack import comparedata, runtable, store
+from nbtrack import store
 from nbtrack.errors import MissingExtra, NotFound, UsageError
+from nbtrack.query import compare as comparedata
+from nbtrack.query import table as runtable
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 CELL_A = "lr = 0.01\nfor epoch in range(3):\n    train(lr)\n"
@@ -393,7 +395,7 @@ def test_group_by_data_hash_shows_the_drop(sweep):
 
 
 def test_config_line_round_trips_through_the_magic():
-    from nbtrack.magic import parse_line
+    from nbtrack.frontends.magic import parse_line
 
     params = {
         "lr": "0.01",

@@ -1,4 +1,4 @@
-"""Learning curves: the pure core (nbtrack.curvedata) against a real MLflow store, the static
+"""Learning curves: the pure core (nbtrack.query.curves) against a real MLflow store, the static
 fallback, the widgets in-process (no browser: see tests/browser/test_curves.py), and the live view
 of a tracked cell in a real kernel."""
 
@@ -14,9 +14,9 @@ import pytest
 from support import execute
 
 import nbtrack
-from nbtrack import curvedata
-from nbtrack.curvedata import Curves, LiveCurves, RunRef, ema, family_of, group, lttb
 from nbtrack.errors import NotFound, UsageError
+from nbtrack.query import curves as curvedata
+from nbtrack.query.curves import Curves, LiveCurves, RunRef, ema, family_of, group, lttb
 from nbtrack.widgets import static
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -328,7 +328,7 @@ def test_import_nbtrack_stays_light_and_a_missing_extra_says_which():
 
     code = (
         "import sys\n"
-        "import nbtrack, nbtrack.curvedata, nbtrack.widgets.static\n"
+        "import nbtrack, nbtrack.query.curves, nbtrack.widgets.static\n"
         "heavy = [m for m in ('IPython', 'plotly', 'ipywidgets') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "sys.modules['plotly'] = None  # as if the widgets extra were not installed\n"
@@ -372,7 +372,7 @@ def test_without_the_extra_a_frontend_still_gets_the_static_picture(store, monke
 
 
 def test_nbtrack_curves_stays_callable_after_its_modules_load():
-    import nbtrack.curvedata
+    import nbtrack.query.curves
     import nbtrack.widgets.curves
     import nbtrack.widgets.live
 

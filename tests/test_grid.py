@@ -19,9 +19,13 @@ import pytest
 from support import NOTEBOOKS, all_runs, artifact_text
 
 import nbtrack
-from nbtrack import cli, executors, runtable, sweep, sweeprun
 from nbtrack.errors import UsageError
-from nbtrack.gridpoint import PointOutcome, PointTask
+from nbtrack.frontends import cli
+from nbtrack.grids import executors
+from nbtrack.grids import run as sweeprun
+from nbtrack.grids import spec as sweep
+from nbtrack.grids.point import PointOutcome, PointTask
+from nbtrack.query import table as runtable
 
 SMALL = "grid_small.ipynb"  # lr, batch_size, steps; lr * batch_size > 100 raises
 
@@ -274,7 +278,7 @@ def test_cli_runs_a_grid_and_exits_with_its_outcome(store, client, tmp_path, cap
 
 
 def test_result_html_is_escaped(store, client, tmp_path):
-    from nbtrack.sweepresult import GridResult, PointRecord
+    from nbtrack.grids.result import GridResult, PointRecord
 
     hostile = "<img src=x onerror=alert(1)>"
     result = GridResult(
@@ -288,7 +292,7 @@ def test_a_result_shown_headless_is_its_summary_alone(store, client, tmp_path):
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    from nbtrack.sweepresult import GridResult, PointRecord
+    from nbtrack.grids.result import GridResult, PointRecord
 
     result = GridResult("0" * 32, "exp", "/x/nb.ipynb", [PointRecord(0, {"lr": 0.1})])
     InteractiveShell.instance()  # display() needs a shell; this one has no kernel: no frontend
@@ -310,7 +314,7 @@ def test_a_result_shown_in_jupyterlab_opens_the_comparison_on_the_grid(store, cl
     nb = nbformat.v4.new_notebook()
     nb.cells.append(
         nbformat.v4.new_code_cell(
-            "from nbtrack.sweepresult import GridResult, PointRecord\n"
+            "from nbtrack.grids.result import GridResult, PointRecord\n"
             "GridResult('0' * 32, 'grid-shown', '/x/nb.ipynb', [PointRecord(0, {'lr': 0.1})])"
         )
     )

@@ -1,4 +1,4 @@
-"""The model registry core (nbtrack.models) against a real MLflow store: registration and its
+"""The model registry core (model_registry) against a real MLflow store: registration and its
 tags, promotion with aliases and the legacy stage mirror, rollback, archive, the audit trail,
 what is in production, loading, bad input, and two processes promoting at once."""
 
@@ -14,7 +14,6 @@ import pytest
 from modelkit import log_sklearn, model, predictions, train_run
 
 import nbtrack
-from nbtrack import models
 from nbtrack.errors import (
     MoveRefused,
     NoModelLogged,
@@ -24,6 +23,7 @@ from nbtrack.errors import (
     RunNotFinished,
     UsageError,
 )
+from nbtrack.model_registry import registry as models
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from support import ROOT
 
 def _nbval(nb, env) -> subprocess.CompletedProcess:
     cfg = subprocess.run(
-        [sys.executable, "-m", "nbtrack.cli", "nbval-sanitize"],
+        [sys.executable, "-m", "nbtrack.frontends.cli", "nbval-sanitize"],
         capture_output=True,
         text=True,
         check=True,

@@ -9,7 +9,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from support import all_runs, outputs_text
 
-from nbtrack import magic
+from nbtrack.frontends import magic
 
 TRAIN = """\
 import mlflow

@@ -16,9 +16,12 @@ import pytest
 from support import NOTEBOOKS, ROOT, all_runs, artifact_text, execute
 
 import nbtrack
-from nbtrack import cli, reprobuild, reprocheck, runner
 from nbtrack.errors import CannotReproduce, NotFound, UsageError
-from nbtrack.reproreport import Check, Failure, MetricDiff, ReproReport
+from nbtrack.execution import runner
+from nbtrack.frontends import cli
+from nbtrack.reproduction import build as reprobuild
+from nbtrack.reproduction import checks as reprocheck
+from nbtrack.reproduction.report import Check, Failure, MetricDiff, ReproReport
 
 
 def _points(path: Path, flip: int = 0) -> None:

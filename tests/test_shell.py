@@ -8,7 +8,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from support import all_runs
 
-from nbtrack import magic
+from nbtrack.frontends import magic
 
 
 @pytest.fixture

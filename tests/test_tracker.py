@@ -13,8 +13,8 @@ from support import all_runs, artifact_text
 
 import nbtrack
 from nbtrack import store as store_module
-from nbtrack import tracker
 from nbtrack.errors import DataNotFound, NbtrackError, ParamConflict, StoreError, UsageError
+from nbtrack.tracking import tracker
 
 
 def test_run_block_records_script_source_params_seed_and_data(store, client, tmp_path):
@@ -139,7 +139,7 @@ def test_unreachable_store_raises_store_error_quickly(tmp_path, monkeypatch):
 def test_orphaned_run_of_a_dead_process_is_closed(store, client):
     code = (
         "import os, nbtrack\n"
-        "from nbtrack import tracker\n"
+        "from nbtrack.tracking import tracker\n"
         "r = tracker.start(tracker.RunSpec(experiment='orphan'), tracker.script_source(None))\n"
         "print(r.run_id, flush=True)\n"
         "os._exit(0)\n"

@@ -22,7 +22,7 @@ import pytest
 import nbtrack
 from nbtrack import store as nbstore
 from nbtrack.errors import InvalidMetric, NbtrackWarning, UsageError, warn
-from nbtrack.writer import MetricWriter, check_key
+from nbtrack.tracking.metrics.writer import MetricWriter, check_key
 
 
 def _persist(uri: str, run_id: str, points: list) -> None:
@@ -281,7 +281,7 @@ def test_points_are_flushed_at_exit(store, client, tmp_path):
     script = textwrap.dedent(
         """
         import nbtrack
-        from nbtrack import tracker
+        from nbtrack.tracking import tracker
         # a run that is started and never finished: no flush but the one at exit
         run = tracker.start(tracker.RunSpec(experiment="atexit"), tracker.script_source(None))
         for i in range(30_000):
@@ -302,7 +302,7 @@ def test_a_killed_kernel_loses_only_what_was_still_queued_in_it(store, client, t
         """
         import os, signal, time
         import nbtrack
-        from nbtrack import tracker
+        from nbtrack.tracking import tracker
         run = tracker.start(tracker.RunSpec(experiment="killed"), tracker.script_source(None))
         w = tracker.writer()
         while w.stats()["processes"] < 2:  # a busy producer makes the writer start them

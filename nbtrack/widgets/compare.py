@@ -1,6 +1,6 @@
 """``nbtrack.compare(...)``: the run-comparison panel. A view only: the runs come from
-``nbtrack.runtable`` (cached, refreshed incrementally), the diffs, groups and configs from
-``nbtrack.comparedata``; nothing here calls MLflow.
+``nbtrack.query.table`` (cached, refreshed incrementally), the diffs, groups and configs from
+``nbtrack.query.compare``; nothing here calls MLflow.
 
 The runs table is ipydatagrid's StreamingDataGrid: a canvas grid that asks the kernel for the rows
 in view only, so a new filter, sort or page of runs costs the same with 100 runs or 100,000 (the
@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nbtrack import comparedata as core
-from nbtrack import runtable
 from nbtrack.errors import MissingExtra, NbtrackError, warn
+from nbtrack.query import compare as core
+from nbtrack.query import table as runtable
 
 try:
     import anywidget
@@ -509,7 +509,7 @@ class ComparePanel(widgets.VBox):
         if not self._selected:
             self.curves_box.children = [widgets.HTML(_hint("select runs to overlay their curves"))]
             return
-        from nbtrack import curvedata
+        from nbtrack.query import curves as curvedata
         from nbtrack.widgets.curves import CurvesView
 
         data = curvedata.load(self._selected[:20])

@@ -3,7 +3,7 @@ slider and a log-scale toggle; its output also carries the static picture (``tex
 nbconvert, GitHub and a notebook opened without its kernel show instead of the widget.
 
 The figure code here is shared with the live view (``nbtrack.widgets.live``): one subplot per
-metric family, series told apart as ``nbtrack.curvedata.styles`` says.
+metric family, series told apart as ``nbtrack.query.curves.styles`` says.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from nbtrack.curvedata import Curves, Series, Style, ema, styles
 from nbtrack.errors import MissingExtra, warn
+from nbtrack.query.curves import Curves, Series, Style, ema, styles
 from nbtrack.widgets import static
 
 try:
@@ -242,7 +242,7 @@ def show(
     smoothing: float = 0.0,
     log_y: bool = False,
 ) -> CurvesView:
-    from nbtrack import curvedata
+    from nbtrack.query import curves as curvedata
 
     return CurvesView(curvedata.load(runs, metrics, x, filter), smoothing=smoothing, log_y=log_y)
 

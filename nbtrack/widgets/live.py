@@ -21,8 +21,8 @@ import time
 from typing import Any
 
 from nbtrack import settings
-from nbtrack.curvedata import Curves, LiveCurves, RunRef, ref_of
 from nbtrack.errors import MissingExtra, warn
+from nbtrack.query.curves import Curves, LiveCurves, RunRef, ref_of
 from nbtrack.widgets import static
 
 INTERVAL = 0.25  # seconds: at most four redraws a second
@@ -129,7 +129,7 @@ class StaticView(_View):
 
     def __init__(self, ref: RunRef):
         super().__init__(ref)
-        from nbtrack import tracker
+        from nbtrack.tracking import tracker
 
         self.handle = _display(_placeholder(ref), display_id=True)
         tracker.writer().subscribe(ref.run_id, self._on_points)
@@ -141,7 +141,7 @@ class StaticView(_View):
             self._swallow(e)
 
     def close(self) -> None:
-        from nbtrack import tracker
+        from nbtrack.tracking import tracker
 
         with contextlib.suppress(Exception):
             tracker.writer().unsubscribe(self.ref.run_id)
@@ -200,7 +200,7 @@ class LiveView(_View):
             _Output(waiting, f"<nbtrack live curves of run {ref.run_id}>", self.figure.model_id),
             display_id=True,
         )
-        from nbtrack import tracker
+        from nbtrack.tracking import tracker
 
         tracker.writer().subscribe(ref.run_id, self._on_points)
 
@@ -256,7 +256,7 @@ class LiveView(_View):
     # -- the kernel's thread, after the run finished ---------------------------------------------
 
     def close(self) -> None:
-        from nbtrack import tracker
+        from nbtrack.tracking import tracker
 
         with contextlib.suppress(Exception):
             tracker.writer().unsubscribe(self.ref.run_id)

@@ -1,5 +1,5 @@
 """``nbtrack.registry(name)``: the registry panel. A view only: what it shows comes from
-``nbtrack.models``, and every move it makes is a call to ``nbtrack.models``; nothing here calls
+``model_registry``, and every move it makes is a call to it; nothing here calls
 MLflow.
 
 Top: the registered models. For one model: its versions (stage and aliases, key metrics, data
@@ -20,8 +20,8 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from nbtrack import models
 from nbtrack.errors import MissingExtra, NbtrackError, PermissionDenied
+from nbtrack.model_registry import registry as models
 
 try:
     import ipywidgets as widgets

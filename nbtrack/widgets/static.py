@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from nbtrack.curvedata import Curves, Series, Style, ema, lttb, styles
+from nbtrack.query.curves import Curves, Series, Style, ema, lttb, styles
 
 WIDTH, HEIGHT = 440, 250
 LEFT, RIGHT, TOP, BOTTOM = 58, 14, 26, 34

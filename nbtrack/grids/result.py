@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbtrack.errors import MissingExtra, UsageError, warn
-from nbtrack.gridpoint import TAG_ATTEMPT, TAG_ERROR, TAG_POINT, TAG_SECONDS, TAG_STATUS
+from nbtrack.grids.point import TAG_ATTEMPT, TAG_ERROR, TAG_POINT, TAG_SECONDS, TAG_STATUS
 
 PENDING = "PENDING"  # not run (yet): the grid was stopped before it, or it is still queued
 SUMMARY_ROWS = 20
@@ -201,7 +201,7 @@ class GridResult:
         """What stopped a point: its error line, the failing cell's source, its traceback (from
         the ``nbtrack/grid/error.json`` artifact)."""
         from nbtrack import store
-        from nbtrack.gridpoint import ERROR
+        from nbtrack.grids.point import ERROR
 
         rec = next((p for p in self.points if p.index == point), None)
         if rec is None:

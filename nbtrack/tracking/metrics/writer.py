@@ -647,7 +647,7 @@ class _Worker:
         code = (
             f"import sys; root = {root!r}\n"
             "if root not in sys.path: sys.path.insert(0, root)\n"
-            "from nbtrack.writer import _worker_main; _worker_main()"
+            "from nbtrack.tracking.metrics.writer import _worker_main; _worker_main()"
         )
         try:
             self.proc = subprocess.Popen(

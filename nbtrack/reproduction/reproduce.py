@@ -2,11 +2,11 @@
 
 1. Read the record (nbtrack.store): params, seed, tags, the notebook snapshot or the kernel
    history or the script, data inputs and their digests, requirements, environment.
-2. Rebuild what ran (nbtrack.reprobuild) and check the record against the present
-   (nbtrack.reprocheck): data digests, git, packages, Python, hardware, seed, secrets. A data
+2. Rebuild what ran (nbtrack.reproduction.build) and check the record against the present
+   (reproduction.checks): data digests, git, packages, Python, hardware, seed, secrets. A data
    input that is gone stops here (FAILED, nothing ran); other drift is reported, and stops here
    only with ``strict=True``.
-3. Execute it in a fresh kernel with papermill (nbtrack.runner), in a scratch folder holding the
+3. Execute it in a fresh kernel with papermill (execution.runner), in a scratch folder holding the
    data inputs at their recorded relative paths, tracking into the same store and experiment:
    the run's params injected into the ``parameters`` cell, the cell's seed forced
    (``NBTRACK_RUNNER_SEEDS``), torch's recorded determinism flags and the environment variables
@@ -30,9 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack import reprobuild, reprocheck, runner, store
+from nbtrack import store
 from nbtrack.errors import CannotReproduce, StoreError, UsageError, warn
-from nbtrack.reproreport import (
+from nbtrack.execution import runner
+from nbtrack.reproduction import build as reprobuild
+from nbtrack.reproduction import checks as reprocheck
+from nbtrack.reproduction.report import (
     DRIFTED,
     FAILED,
     REPRODUCED,
@@ -371,7 +374,7 @@ def match(rec: Record, rebuilt: reprobuild.Rebuilt, runs: Sequence[Any]) -> Any 
     several (a cell with ``nbtrack.run()`` in a loop), the one with the original's params;
     among runs with equal params, the one at the original's position among its kernel's runs
     of that cell."""
-    from nbtrack.comparedata import config_params
+    from nbtrack.query.compare import config_params
 
     cands = [r for r in runs if r.data.tags.get("nbtrack.cell.sha256") == rebuilt.cell_sha256]
     if len(cands) <= 1:

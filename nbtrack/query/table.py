@@ -412,7 +412,7 @@ def default_experiment() -> str:
 
     from nbtrack import settings
 
-    magic = sys.modules.get("nbtrack.magic")
+    magic = sys.modules.get("nbtrack.frontends.magic")
     state = getattr(magic, "_state", None)
     configured = (getattr(state, "defaults", None) or {}).get("experiment")
     if configured:
@@ -732,7 +732,7 @@ def runs(
     on_page: Callable[[int], None] | None = None,
 ):
     """The runs table of ``nbtrack.runs`` (see there), from the kernel's cache, refreshed."""
-    from nbtrack import comparedata as compare
+    from nbtrack.query import compare
 
     query, names = query_for(experiment, filter, order_by, max_runs)
     cache = cache_for(query, names)

@@ -21,7 +21,7 @@ from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbtrack import settings
-from nbtrack.errors import USER_ERRORS, NbtrackError, StoreError, UsageError, warn
+from nbtrack.errors import NbtrackError, StoreError, UsageError, UserError, warn
 from nbtrack.widgets.card import UntrackedCard, card_for
 
 PREFIX = "%%track"
@@ -82,7 +82,7 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
 
 def parse_line(line: str, defaults: dict[str, Any] | None = None):
     """The RunSpec a ``%%track`` line asks for, on top of the session's ``%track_config``."""
-    from nbtrack.tracker import RunSpec
+    from nbtrack.tracking.tracker import RunSpec
 
     try:
         argv = shlex.split(line)
@@ -143,7 +143,7 @@ def transform(lines: list[str]) -> list[str]:
     if not lines or not _is_track(lines[0]):
         return lines
     args = lines[0][len(PREFIX) :].strip()
-    call = f"__import__('nbtrack.magic').magic._begin_cell({args!r})\n"
+    call = f"__import__('nbtrack.frontends.magic').frontends.magic._begin_cell({args!r})\n"
     body = lines[1:]
     if body and body[0].startswith("%%"):
         # Another cell magic follows (%%time, %%capture...): let IPython build its call.
@@ -196,7 +196,7 @@ def _post_run_cell(result) -> None:
 
 def _finish(run, status: str, error: BaseException | None) -> NbtrackError | None:
     """End the run; returns the user's mistake that --register found, if any."""
-    from nbtrack.tracker import NullRun
+    from nbtrack.tracking.tracker import NullRun
 
     if isinstance(run, NullRun):
         run.finish(status, error)
@@ -227,11 +227,11 @@ def _register(run) -> NbtrackError | None:
     name = getattr(run.spec, "register", None)
     if not name:
         return None
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     try:
         run.registered = models.register(run.run_id, name)
-    except USER_ERRORS as e:
+    except UserError as e:
         return e
     except Exception as e:
         warn(f"the model of run {run.run_id} was not registered as {name!r}: {_reason(e)}")
@@ -261,7 +261,7 @@ def _reason(e: BaseException) -> str:
 
 def _begin_cell(args: str) -> None:
     """Called from the first line of a tracked cell (see ``transform``)."""
-    from nbtrack import tracker
+    from nbtrack.tracking import tracker
 
     try:
         spec = parse_line(args, _state.defaults)
@@ -288,7 +288,7 @@ def _begin_cell(args: str) -> None:
         src = cell_source(shell, _state.info)
         run = tracker.start(spec, src)
     except NbtrackError as e:
-        if isinstance(e, USER_ERRORS):
+        if isinstance(e, UserError):
             # One sentence, no traceback; the cell stops before its code runs.
             raise IPythonUsageError(str(e)) from None
         _untracked(tracker, e)
@@ -342,7 +342,7 @@ def kernel_id() -> str | None:
 def cell_source(shell, info=None):
     """The Source of the cell being run: its text, the notebook, the kernel's history."""
     from nbtrack.capture.notebook import notebook_path
-    from nbtrack.tracker import Source
+    from nbtrack.tracking.tracker import Source
 
     hist = list(shell.history_manager.input_hist_raw[1:]) if shell.history_manager else []
     raw = getattr(info, "raw_cell", None)
@@ -440,7 +440,8 @@ def _warm_up():
         if settings.current().disable:
             return
         with contextlib.suppress(Exception):
-            from nbtrack import store, tracker
+            from nbtrack import store
+            from nbtrack.tracking import tracker
 
             store.configure()
             tracker.close_orphans()

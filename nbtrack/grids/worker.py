@@ -11,10 +11,10 @@ to stderr, the grid's log. ``SIGUSR1`` stops the point running (its kernel is in
 tracked cell ends KILLED); Ctrl-C in a terminal reaches the worker too and is ignored there: the
 grid's driver decides what stops. A worker whose driver is gone stops its point and exits.
 
-``Worker`` is the driver's handle on one (local executor; and on a Dask worker, nbtrack.executors
-keeps a pool of them). Workers are forked from the grid's fork server (nbtrack.kernelfork), with
+``Worker`` is the driver's handle on one (local executor; and on a Dask worker, grids.executors
+keeps a pool of them). Workers are forked from the grid's fork server (execution.kernelfork), with
 papermill and MLflow imported already; without one (not Linux, ``NBTRACK_GRID_FORK=0``), they
-start as ``python -m nbtrack.gridworker``.
+start as ``python -m nbtrack.grids.worker``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _read_exactly(stream: IO[bytes], n: int) -> bytes:
 class Worker:
     """One worker process: send it a task, read its outcome, stop or kill it.
 
-    Forked from ``server`` (nbtrack.kernelfork), which then forks its kernels too; without one,
+    Forked from ``server`` (execution.kernelfork), which then forks its kernels too; without one,
     a plain child process whose kernels start as jupyter_client starts them."""
 
     def __init__(self, log: IO[bytes] | None = None, *, server: Any = None):
@@ -72,7 +72,7 @@ class Worker:
         self.kernels: set[int] = set()  # process groups of the kernels it started
         self.proc: Any
         if server is not None:
-            from nbtrack.kernelfork import ForkedProcess
+            from nbtrack.execution.kernelfork import ForkedProcess
 
             task_r, task_w = os.pipe()
             out_r, out_w = os.pipe()
@@ -88,7 +88,7 @@ class Worker:
             # Started in a folder of its own: a json.py beside the notebook must not shadow
             # what it imports.
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "nbtrack.gridworker"],
+                [sys.executable, "-m", "nbtrack.grids.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log if log is not None else subprocess.DEVNULL,
@@ -153,7 +153,7 @@ class Worker:
 
     def kill(self) -> None:
         """Kill it and every kernel it started."""
-        from nbtrack.runner import _kill_tree
+        from nbtrack.execution.runner import _kill_tree
 
         for pgid in self.kernels:  # a forked kernel is not its child: by process group
             with contextlib.suppress(OSError):
@@ -177,7 +177,7 @@ class Worker:
 
 def _watch_driver(driver: int) -> None:
     """The driver died (killed, not stopped): stop the point and leave."""
-    from nbtrack import kernelfork
+    from nbtrack.execution import kernelfork
 
     def alive() -> bool:
         try:
@@ -210,7 +210,7 @@ def _open_store() -> None:
 
 
 def main() -> int:
-    from nbtrack import kernelfork
+    from nbtrack.execution import kernelfork
 
     # A fresh reader of fd 0: one inherited from a fork server may hold its buffered input.
     inbox = open(0, "rb", closefd=False)  # noqa: SIM115
@@ -222,7 +222,7 @@ def main() -> int:
     _watch_driver(int(config["driver"]))
     import papermill  # noqa: F401  (once, here: the point of a long-lived worker)
 
-    from nbtrack import gridpoint
+    from nbtrack.grids import point as gridpoint
 
     server = kernelfork.ForkServer(config["server"]) if config.get("server") else None
     lock = threading.Lock()

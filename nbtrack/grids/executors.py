@@ -1,12 +1,12 @@
 """Where grid points run: ``local`` (worker processes on this machine) or ``dask`` (a Dask
 distributed cluster).
 
-Both take ``PointTask``s and give back ``PointOutcome``s (nbtrack.gridpoint), as points finish,
+Both take ``PointTask``s and give back ``PointOutcome``s (nbtrack.grids.point), as points finish,
 in whatever order; both can stop the points in flight (``stop``): each one's kernel is
 interrupted, so its tracked cell ends KILLED, and a point that does not end within the grace
 period is killed with its kernel.
 
-**local**: up to ``parallel`` long-lived worker processes (nbtrack.gridworker), each running one
+**local**: up to ``parallel`` long-lived worker processes (nbtrack.grids.worker), each running one
 point at a time in a fresh kernel. Processes, not threads: papermill's working directory and a
 kernel's inherited environment are process-wide.
 
@@ -35,9 +35,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from nbtrack import gridworker
 from nbtrack.errors import MissingExtra, UsageError
-from nbtrack.gridpoint import PointOutcome, PointTask, failed
+from nbtrack.grids import worker as gridworker
+from nbtrack.grids.point import PointOutcome, PointTask, failed
 
 STOP_GRACE = 20.0  # seconds a stopped point may take to end before it is killed
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
@@ -73,7 +73,7 @@ class LocalExecutor:
         self._selector = selectors.DefaultSelector()
         self._server = None
         if fork:
-            from nbtrack.kernelfork import ForkServer
+            from nbtrack.execution.kernelfork import ForkServer
 
             # Starts importing now, while the caller records the grid's parent run.
             with open(self._logdir / "server.log", "wb") as log:
@@ -334,7 +334,7 @@ _servers: dict[str, Any] = {}  # tracking URI kind -> this Dask worker's fork se
 
 
 def _acquire(tracking_uri: str) -> gridworker.Worker:
-    from nbtrack import kernelfork
+    from nbtrack.execution import kernelfork
 
     with _pool_lock:
         while _pool:
@@ -414,7 +414,7 @@ def make(
     """The executor ``kind`` names (a dask one if ``scheduler`` or ``client`` is given)."""
     import uuid
 
-    from nbtrack import kernelfork
+    from nbtrack.execution import kernelfork
 
     if client is not None or scheduler:
         kind = "dask"

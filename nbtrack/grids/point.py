@@ -1,6 +1,6 @@
 """One point of a grid: execute the notebook with its params, then complete its record.
 
-Runs in a grid worker process (nbtrack.gridworker), on this machine or on a Dask worker: the
+Runs in a grid worker process (nbtrack.grids.worker), on this machine or on a Dask worker: the
 execution is papermill's, through ``runner.execute_here``, in a fresh kernel whose tracked cells
 make the point's runs (the runner tells the kernel the grid's experiment, its parent run and the
 point's tags, which win over the notebook's own ``%%track`` lines). Then, from the same process
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack import runner
+from nbtrack.execution import runner
 
 TAG_GRID = "nbtrack.grid"  # on each point's run: the grid's parent run id
 TAG_POINT = "nbtrack.grid.point"  # the point's index in the grid

@@ -24,7 +24,7 @@ from nbtrack.capture import data as datacap
 from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
-from nbtrack.writer import MetricWriter, check_key, check_value
+from nbtrack.tracking.metrics.writer import MetricWriter, check_key, check_value
 
 
 @dataclass
@@ -109,7 +109,9 @@ class TrackedRun:
         self.ended: float | None = None
         self.status = "RUNNING"
         self.spec = RunSpec()
-        self.registered = None  # the model version --register made (nbtrack.models.VersionInfo)
+        self.registered = (
+            None  # the model version --register made (nbtrack.model_registry.registry.VersionInfo)
+        )
 
     def __repr__(self) -> str:
         return f"<TrackedRun {self.run_id} {self.experiment}/{self.name} {self.status}>"

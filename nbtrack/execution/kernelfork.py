@@ -1,14 +1,14 @@
 """Grid workers and their kernels, forked from one pre-warmed process instead of started cold.
 
 A grid runs its notebook once per point, each time in a fresh kernel, from worker processes that
-run papermill (nbtrack.gridworker). Started the usual way, each worker imports papermill and
+run papermill (nbtrack.grids.worker). Started the usual way, each worker imports papermill and
 MLflow (~2.3 s of CPU), and each kernel (``python -m ipykernel_launcher -f CONNECTION``) pays
 an interpreter start and ipykernel's import, then its first tracked cell imports MLflow and
 opens the store (SQLAlchemy, alembic): ~1.5-2 s of CPU per point, measured on the 2-core
 development machine (benchmarks/bench_grid.py) against ~2 s of work in its notebook. On two
 cores, that CPU is what a parallel grid waits for.
 
-A fork server (``python -m nbtrack.kernelfork``, one per grid) imports all of it once and waits
+A fork server (``python -m execution.kernelfork``, one per grid) imports all of it once and waits
 on a Unix socket. A worker is a fork of it that runs ``gridworker.main`` on the pipes the grid
 passed along; a kernel is a fork of it that does what ``ipykernel_launcher`` does, in the
 point's working directory and environment, in a session of its own (as jupyter_client starts
@@ -48,13 +48,13 @@ EXIT_GRACE = 30.0  # seconds a shut-down kernel may take to exit before it is ki
 # time it opens a store of each kind.
 PRELOAD = (
     "papermill",
-    "nbtrack.gridworker",
-    "nbtrack.gridpoint",
+    "nbtrack.grids.worker",
+    "nbtrack.grids.point",
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
     "IPython",
-    "nbtrack.magic",
-    "nbtrack.tracker",
+    "nbtrack.frontends.magic",
+    "nbtrack.tracking.tracker",
     "nbtrack.widgets.card",
     "git",
 )
@@ -101,7 +101,7 @@ class ForkServer:
         folder = tempfile.mkdtemp(prefix="nbtrack-fork-")
         path = os.path.join(folder, "socket")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nbtrack.kernelfork", path, json.dumps(list(preload))],
+            [sys.executable, "-m", "nbtrack.execution.kernelfork", path, json.dumps(list(preload))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -488,14 +488,14 @@ def _kernel(request: Mapping[str, Any], parent: int) -> None:
 
 
 def _worker(fds: Sequence[int]) -> None:
-    """In the forked worker: ``python -m nbtrack.gridworker`` on the grid's pipes."""
+    """In the forked worker: ``python -m nbtrack.grids.worker`` on the grid's pipes."""
 
     def main() -> int:
         _as_child()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
-        from nbtrack import gridworker
+        from nbtrack.grids import worker as gridworker
 
         return gridworker.main()
 

@@ -462,7 +462,7 @@ def artifact_text(run_id: str, path: str) -> str | None:
 
 
 # -- model registry ----------------------------------------------------------------------------
-# Thin calls for nbtrack.models. MLflow's deprecated stage field is written here, with its
+# Thin calls for model_registry.registry. MLflow's deprecated stage field is written here, with its
 # FutureWarning silenced: the deprecation is about nbtrack's own call, not the user's code.
 
 REGISTRY_PAGE = 1000
@@ -670,7 +670,7 @@ def load_model(uri: str, flavor: str) -> object:
 
 
 # -- reproduction ------------------------------------------------------------------------------
-# For nbtrack.repro: the runs a re-execution made, and a record for an attempt that made none.
+# For reproduction: the runs a re-execution made, and a record for an attempt that made none.
 
 
 def _tag_filter(tags: Mapping[str, str]) -> str:
@@ -723,7 +723,7 @@ def download_artifacts(run_id: str, path: str, dst: str | os.PathLike) -> Path |
 
 
 # -- grids -------------------------------------------------------------------------------------
-# For nbtrack.sweeprun and nbtrack.gridpoint: a grid's parent run, and the runs of its points.
+# For nbtrack.grids.run and nbtrack.grids.point: a grid's parent run, and the runs of its points.
 
 
 def search_all_runs(experiment_ids: Sequence[str], filter_string: str) -> list:

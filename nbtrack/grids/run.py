@@ -8,8 +8,8 @@
    number of points (``nbtrack.grid.points``, which marks a grid's parent), who and where (the
    driver's pid: a grid whose driver died is closed as KILLED like an orphaned run); artifacts
    ``nbtrack/grid/spec.json`` and ``nbtrack/grid/points.json`` (what a resume runs).
-2. Each point runs on an executor (nbtrack.executors); its tracked cells make child runs in the
-   grid's experiment (nbtrack.gridpoint). A progress bar counts finished, failed and running
+2. Each point runs on an executor (grids.executors); its tracked cells make child runs in the
+   grid's experiment (nbtrack.grids.point). A progress bar counts finished, failed and running
    points, with the best value of ``metric`` so far.
 3. The parent ends FINISHED when every point did, FAILED when one failed; metrics
    ``points_finished``, ``points_failed``, ``points_killed``.
@@ -37,10 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack import executors, store, sweep, tracker
+from nbtrack import store
 from nbtrack.errors import UsageError, warn
-from nbtrack.gridpoint import TAG_ATTEMPT, TAG_GRID, PointOutcome, PointTask
-from nbtrack.sweepresult import GridResult, point_records
+from nbtrack.grids import executors
+from nbtrack.grids import spec as sweep
+from nbtrack.grids.point import TAG_ATTEMPT, TAG_GRID, PointOutcome, PointTask
+from nbtrack.grids.result import GridResult, point_records
+from nbtrack.tracking import tracker
 
 TAG_POINTS = "nbtrack.grid.points"  # on the parent: how many points (marks a grid's parent)
 TAG_NOTEBOOK = "nbtrack.grid.notebook"

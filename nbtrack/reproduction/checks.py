@@ -1,7 +1,7 @@
 """The record of a run against the present: data digests, code, environment, seed; the metrics
 of the original against those of its re-run; and what the differences say about a drift.
 
-Each check returns a ``Check`` (nbtrack.reproreport). Only the messages of checks that found
+Each check returns a ``Check`` (nbtrack.reproduction.report). Only the messages of checks that found
 something name versions or commits: a report of a run that reproduces reads the same on every
 machine and every checkout.
 """
@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nbtrack.capture.git import run_git
-from nbtrack.comparedata import parse_requirements
-from nbtrack.reproreport import Check, MetricDiff
+from nbtrack.query.compare import parse_requirements
+from nbtrack.reproduction.report import Check, MetricDiff
 
 DETAIL_LINES = 200  # of a diff kept in a check's detail
 _DIFF_FILE = re.compile(r"^diff --git a/(\S+) b/", re.M)
@@ -138,7 +138,7 @@ def check_history(history: Sequence[str], earlier: Sequence[str], rebuilt_from: 
     """Did the kernel run, before the cell, something the rebuilt notebook does not hold?"""
     if rebuilt_from == "the kernel history":
         # A history of this cell alone may also be a frontend that stores none (nbval): said
-        # when the re-run fails (nbtrack.repro), not here, where it would read as a problem.
+        # when the re-run fails (reproduction), not here, where it would read as a problem.
         return Check("notebook", "ok", "rebuilt from the cells the kernel ran, in order")
     from nbtrack.capture.source import papermill_parameters
 

@@ -4,7 +4,7 @@ papermill changes the working directory of the whole process for the length of a
 (``execute_notebook(cwd=...)`` is a ``chdir``), and its kernels inherit the process's
 environment. Both are process-global: two executions in threads (a grid), or one inside a
 notebook that has its own working directory, would step on each other. So every execution gets
-a child process (``python -m nbtrack.runner``) whose working directory and environment are its
+a child process (``python -m execution.runner``) whose working directory and environment are its
 own; the kernel is the child's child and inherits both. The cost is one interpreter start and
 papermill's import, about a second.
 
@@ -166,7 +166,7 @@ def execute(
             # json.py, a yaml.py) must not shadow what papermill imports. papermill then moves
             # the child into ``workdir``, where the kernel starts.
             proc = subprocess.Popen(
-                [sys.executable, "-m", "nbtrack.runner", str(spec_path)],
+                [sys.executable, "-m", "nbtrack.execution.runner", str(spec_path)],
                 cwd=tmp,
                 env=child_env,
                 stdin=subprocess.DEVNULL,

@@ -36,7 +36,7 @@ def _store(args: argparse.Namespace) -> int:
 
 
 def _registry_list(args: argparse.Namespace) -> int:
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     rows = [
         (
@@ -57,7 +57,7 @@ def _registry_list(args: argparse.Namespace) -> int:
 
 
 def _registry_show(args: argparse.Namespace) -> int:
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     try:
         print(repr(models.production(args.name)))
@@ -79,21 +79,21 @@ def _registry_show(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     print(models.promote(args.name, args.version, args.stage, args.reason, force=args.force))
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     print(models.rollback(args.name, args.reason))
     return 0
 
 
 def _archive(args: argparse.Namespace) -> int:
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     print(models.archive(args.name, args.version, args.reason))
     return 0
@@ -102,7 +102,7 @@ def _archive(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     import json
 
-    from nbtrack import models
+    from nbtrack.model_registry import registry as models
 
     records = models.audit_records(args.name)
     if args.limit:
@@ -138,7 +138,7 @@ REPRO_EXIT = {"REPRODUCED": 0, "DRIFTED": 1, "FAILED": 3}
 def _reproduce(args: argparse.Namespace) -> int:
     import json
 
-    from nbtrack import repro
+    from nbtrack.reproduction import reproduce as repro
 
     report = repro.reproduce(
         args.run_id,
@@ -183,8 +183,9 @@ def _add_reproduce(sub) -> None:
 def _grid(args: argparse.Namespace) -> int:
     import json
 
-    from nbtrack import sweep, sweeprun
     from nbtrack.capture.source import parse_param
+    from nbtrack.grids import run as sweeprun
+    from nbtrack.grids import spec as sweep
 
     if not args.notebook and not args.resume:
         raise _usage("nbtrack grid needs a NOTEBOOK (or --resume GRID_RUN_ID)")
