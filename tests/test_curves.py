@@ -15,6 +15,7 @@ from support import execute
 
 import nbtrack
 from nbtrack.errors import NotFound, UsageError
+from nbtrack.frontends.magic import live_listener
 from nbtrack.query import curves as curvedata
 from nbtrack.query.curves import Curves, LiveCurves, RunRef, ema, family_of, group, lttb
 from nbtrack.widgets import static
@@ -362,7 +363,7 @@ def test_without_the_extra_a_frontend_still_gets_the_static_picture(store, monke
 
     monkeypatch.setattr(live, "_display", lambda obj, **kw: Handle())
     with nbtrack.run(experiment="no-extra") as run:
-        view = live.attach(run, frontend=True)
+        view = live.attach(run, listen=live_listener, frontend=True)
         assert isinstance(view, live.StaticView)
         run.log(step=0, loss=1.0)
     view.close()
@@ -412,15 +413,17 @@ def test_live_view_throttles_then_draws_everything_on_close(store, monkeypatch):
     from nbtrack.widgets import live
 
     with nbtrack.run(experiment="live", name="live-run") as run:
-        headless = live.attach(run, frontend=False)  # headless: only the final picture
+        headless = live.attach(
+            run, listen=live_listener, frontend=False
+        )  # headless: only the final picture
         assert isinstance(headless, live.StaticView)
         headless.close()
         monkeypatch.setenv("NBTRACK_LIVE", "0")
-        assert live.attach(run, frontend=True) is None
+        assert live.attach(run, listen=live_listener, frontend=True) is None
         monkeypatch.delenv("NBTRACK_LIVE")
         # A redraw interval of an hour: the first points are drawn at once, none after that
         # until close, however many batches the writer hands over.
-        view = live.attach(run, frontend=True, interval=3600)
+        view = live.attach(run, listen=live_listener, frontend=True, interval=3600)
         assert isinstance(view, live.LiveView)
         run.log(step=0, train_loss=1.0, val_loss=1.1, val_acc=0.5)
         run.flush()
@@ -458,7 +461,7 @@ def test_live_view_swallows_and_records_its_errors(store):
 
     told = pytest.warns(NbtrackWarning, match="redraw broke")  # once, from the timer thread
     with told, nbtrack.run(experiment="live") as run:
-        view = live.attach(run, frontend=True, interval=0.01)
+        view = live.attach(run, listen=live_listener, frontend=True, interval=0.01)
         view._sync = broken
         run.log(step=0, loss=1.0)
         run.flush()

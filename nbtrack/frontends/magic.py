@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import shlex
 import sys
@@ -25,6 +26,8 @@ from nbtrack.errors import NbtrackError, StoreError, UsageError, UserError, warn
 from nbtrack.widgets.card import UntrackedCard, card_for
 
 PREFIX = "%%track"
+# Not nbtrack.log: importing that module would replace the facade's nbtrack.log function.
+_log = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -211,12 +214,16 @@ def _finish(run, status: str, error: BaseException | None) -> NbtrackError | Non
     finally:
         view = _state.live.pop(run.run_id, None)
         if view is not None:
-            with contextlib.suppress(Exception):
+            try:
                 view.close()
+            except Exception:
+                _log.debug("closing the live curves failed", exc_info=True)
     refused = _register(run) if status == "FINISHED" else None
     if run.spec.card is not False and settings.current().card:
-        with contextlib.suppress(Exception):
-            _display_card(card_for(run))
+        try:
+            _display_card(_card(run))
+        except Exception:
+            _log.debug("drawing the run card failed", exc_info=True)
     return refused
 
 
@@ -249,6 +256,20 @@ def _fail_cell(result, error: NbtrackError) -> None:
         result.error_in_exec = err
 
 
+def _card(run) -> Any:
+    """The run card: the widget draws what the store holds for the run (the magic reads it, so
+    widgets never call the store)."""
+    from nbtrack import store
+
+    data = store.get_run(run.run_id).data
+    return card_for(
+        run,
+        n_params=len(data.params),
+        metrics=dict(data.metrics),
+        server_url=store.server_url(run.uri),
+    )
+
+
 def _display_card(card) -> None:
     from IPython.display import display
 
@@ -275,10 +296,12 @@ def _begin_cell(args: str) -> None:
             seeds.apply_seed(spec.seed)
         _state.runs.append(tracker.NullRun("NBTRACK_DISABLE=1"))
         if spec.live is not False and settings.current().live:
-            with contextlib.suppress(Exception):
+            try:
                 from nbtrack.widgets import live
 
                 live.show_untracked()
+            except Exception:
+                _log.debug("showing the untracked cell's curves failed", exc_info=True)
         return
     if _state.warmup is not None:
         # The warm-up may be creating a new database; two threads must not migrate it at once.
@@ -309,10 +332,19 @@ def _attach_live(run):
     except ImportError:
         return None
     try:
-        return live.attach(run)
+        return live.attach(run, listen=live_listener)
     except Exception as e:
         warn(f"live curves are off for this cell: {_reason(e)}")
         return None
+
+
+def live_listener(run_id: str, on_points: Any) -> Any:
+    """Hand the metric writer's batches of run ``run_id`` to ``on_points`` as they persist;
+    returns the function that stops it. The live views get this, so they import no tracker."""
+    from nbtrack.tracking import tracker
+
+    tracker.writer().subscribe(run_id, on_points)
+    return lambda: tracker.writer().unsubscribe(run_id)
 
 
 def _untracked(tracker, e: BaseException) -> None:

@@ -1,9 +1,16 @@
-"""The run card shown under a tracked cell: plain HTML, so it survives saved and headless runs."""
+"""The run card shown under a tracked cell: plain HTML, so it survives saved and headless runs.
+
+A view only: the magic (``frontends/magic.py``) reads the run's params and metrics from the store
+and hands them to ``card_for``.
+"""
 
 from __future__ import annotations
 
-import html
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from nbtrack.widgets._html import esc, metric
 
 STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00"}
 MAX_METRICS = 6
@@ -23,7 +30,7 @@ class RunCard:
 
     def _metric_items(self) -> list[tuple[str, str]]:
         items = sorted(self.metrics.items())[:MAX_METRICS]
-        return [(k, f"{v:.4g}") for k, v in items]
+        return [(k, metric(v)) for k, v in items]
 
     def __repr__(self) -> str:
         parts = [
@@ -37,14 +44,14 @@ class RunCard:
         return " · ".join(parts)
 
     def _repr_html_(self) -> str:
-        e = html.escape
+        e = esc
         colour = STATUS_COLOURS.get(self.status, "#555")
         metrics = " ".join(
             f"<span style='margin-right:.8em'>{e(k)} <b>{e(v)}</b></span>"
             for k, v in self._metric_items()
         )
         link = (
-            f" · <a href='{e(self.url, quote=True)}' target='_blank' rel='noopener'>MLflow</a>"
+            f" · <a href='{e(self.url)}' target='_blank' rel='noopener'>MLflow</a>"
             if self.url
             else ""
         )
@@ -75,7 +82,7 @@ class UntrackedCard:
         return (
             "<div class='nbtrack-card' style='font-size:12px;margin-top:4px;padding:3px 8px;"
             "border-left:3px solid #999;background:rgba(127,127,127,.07)'>"
-            f"<b>nbtrack</b> · run not recorded: {html.escape(self.reason)}</div>"
+            f"<b>nbtrack</b> · run not recorded: {esc(self.reason)}</div>"
         )
 
 
@@ -89,13 +96,12 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes} min"
 
 
-def card_for(run) -> RunCard:
-    """The card of a finished TrackedRun, from what the store holds (plain mlflow.log_metric
-    calls included)."""
-    from nbtrack import store
-
-    data = store.get_run(run.run_id).data
-    url = store.server_url(run.uri)
+def card_for(
+    run: Any, *, n_params: int, metrics: Mapping[str, float], server_url: str | None
+) -> RunCard:
+    """The card of a finished TrackedRun. ``n_params`` and ``metrics`` are what the store holds
+    (plain mlflow.log_metric calls included); ``server_url`` the MLflow UI's, if any."""
+    url = server_url
     if url:
         url = f"{url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
     return RunCard(
@@ -104,8 +110,8 @@ def card_for(run) -> RunCard:
         name=run.name,
         status=run.status,
         duration=run.duration,
-        n_params=len(data.params),
-        metrics=dict(data.metrics),
+        n_params=n_params,
+        metrics=dict(metrics),
         url=url,
         model=_registered(run),
     )

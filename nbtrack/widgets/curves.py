@@ -8,7 +8,6 @@ metric family, series told apart as ``nbtrack.query.curves.styles`` says.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ import numpy as np
 from nbtrack.errors import MissingExtra, warn
 from nbtrack.query.curves import Curves, Series, Style, ema, styles
 from nbtrack.widgets import static
+from nbtrack.widgets._html import plotly_text as _esc
 
 try:
     import ipywidgets as widgets
@@ -27,12 +27,6 @@ except ImportError as e:  # the widgets extra is optional
 
 ROW_PX = 270
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-def _esc(text: str) -> str:
-    # Plotly renders names, titles and hover text as a small subset of HTML and decodes &amp;
-    # &lt; &gt; (not &quot;): escaping these shows a user's string literally.
-    return html.escape(text, quote=False)
 
 
 # -- the figure ---------------------------------------------------------------------------------

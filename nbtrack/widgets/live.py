@@ -10,14 +10,19 @@ nbconvert, nbtrack's own runners) a StaticView leaves only the final picture (se
 
 A live view never fails the cell: what its callbacks raise is kept in ``view.errors`` (tests
 assert it is empty) and told once as a warning.
+
+A view only: the points come through ``listen``, a callable the caller hands over
+(``frontends.magic.live_listener`` registers with the metric writer); nothing here imports the
+tracker.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nbtrack import settings
@@ -27,6 +32,12 @@ from nbtrack.widgets import static
 
 INTERVAL = 0.25  # seconds: at most four redraws a second
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+# Not nbtrack.log: importing that module would replace the facade's nbtrack.log function.
+_log = logging.getLogger(__name__)
+
+# listen(run_id, on_points) starts handing the run's persisted points (batches of
+# (run_id, key, value, timestamp, step) tuples) to on_points, and returns what stops it.
+Listen = Callable[[str, Callable[[list[tuple]], None]], Callable[[], None]]
 
 
 def has_frontend(shell: Any = None) -> bool:
@@ -54,10 +65,12 @@ def has_frontend(shell: Any = None) -> bool:
     )
 
 
-def attach(run: Any, *, frontend: bool | None = None, interval: float = INTERVAL):
-    """The view of a starting run: a LiveView; a StaticView (the picture at the end) when the
-    widgets extra is missing; None when live curves are off (``--no-live``, NBTRACK_LIVE=0) or
-    no frontend is attached."""
+def attach(
+    run: Any, *, listen: Listen, frontend: bool | None = None, interval: float = INTERVAL
+) -> LiveView | StaticView | None:
+    """The view of a starting run, fed by ``listen``: a LiveView; a StaticView (the picture at
+    the end) when the widgets extra is missing; None when live curves are off (``--no-live``,
+    NBTRACK_LIVE=0) or no frontend is attached."""
     if getattr(run.spec, "live", None) is False or not settings.current().live:
         return None
     if frontend is None:
@@ -66,11 +79,13 @@ def attach(run: Any, *, frontend: bool | None = None, interval: float = INTERVAL
     if not frontend:
         # Nobody watches: no widget, but the saved notebook (papermill, nbconvert, CI artefacts)
         # still gets the picture, in the same place a live view would have left it.
-        return StaticView(ref)
+        return StaticView(ref, listen)
     try:
-        return LiveView(ref, interval=interval)
+        return LiveView(ref, listen, interval=interval)
     except MissingExtra:
-        return StaticView(ref)  # without plotly and ipywidgets, the static picture still works
+        return StaticView(
+            ref, listen
+        )  # without plotly and ipywidgets, the static picture still works
 
 
 class _Output:
@@ -104,8 +119,20 @@ class _View:
         self.ref = ref
         self.data = LiveCurves(ref)
         self.errors: list[BaseException] = []
+        self._stop: Callable[[], None] | None = None  # what ends the listening
+
+    def _unlisten(self) -> None:
+        stop, self._stop = self._stop, None
+        if stop is not None:
+            try:
+                stop()
+            except Exception:
+                _log.debug(
+                    "unsubscribing the live view of %s failed", self.ref.run_id, exc_info=True
+                )
 
     def _swallow(self, e: BaseException) -> None:
+        _log.debug("live curves of run %s", self.ref.run_id, exc_info=e)
         self.errors.append(e)
         if len(self.errors) == 1:
             warn(f"live curves of run {self.ref.run_id}: {type(e).__name__}: {e}")
@@ -127,12 +154,10 @@ class StaticView(_View):
     so the end of the cell does not read them back from the store.
     """
 
-    def __init__(self, ref: RunRef):
+    def __init__(self, ref: RunRef, listen: Listen):
         super().__init__(ref)
-        from nbtrack.tracking import tracker
-
         self.handle = _display(_placeholder(ref), display_id=True)
-        tracker.writer().subscribe(ref.run_id, self._on_points)
+        self._stop = listen(ref.run_id, self._on_points)
 
     def _on_points(self, points: list[tuple]) -> None:
         try:
@@ -141,10 +166,7 @@ class StaticView(_View):
             self._swallow(e)
 
     def close(self) -> None:
-        from nbtrack.tracking import tracker
-
-        with contextlib.suppress(Exception):
-            tracker.writer().unsubscribe(self.ref.run_id)
+        self._unlisten()
         try:
             data = self.final()
             if data.series and self.handle is not None:
@@ -156,7 +178,7 @@ class StaticView(_View):
 class LiveView(_View):
     """A FigureWidget fed by the metric writer's listener, redrawn on a throttle."""
 
-    def __init__(self, ref: RunRef, interval: float = INTERVAL):
+    def __init__(self, ref: RunRef, listen: Listen, interval: float = INTERVAL):
         from nbtrack.widgets import curves as figures  # MissingExtra without the widgets extra
 
         super().__init__(ref)
@@ -200,9 +222,7 @@ class LiveView(_View):
             _Output(waiting, f"<nbtrack live curves of run {ref.run_id}>", self.figure.model_id),
             display_id=True,
         )
-        from nbtrack.tracking import tracker
-
-        tracker.writer().subscribe(ref.run_id, self._on_points)
+        self._stop = listen(ref.run_id, self._on_points)
 
     # -- the writer's thread ---------------------------------------------------------------------
 
@@ -256,10 +276,7 @@ class LiveView(_View):
     # -- the kernel's thread, after the run finished ---------------------------------------------
 
     def close(self) -> None:
-        from nbtrack.tracking import tracker
-
-        with contextlib.suppress(Exception):
-            tracker.writer().unsubscribe(self.ref.run_id)
+        self._unlisten()
         with self._lock:
             self._closed = True
             timer, self._timer = self._timer, None

@@ -7,13 +7,14 @@ metric keys) is HTML-escaped. Pure Python: it needs none of the widgets extra.
 
 from __future__ import annotations
 
-import html
 import math
 import time
 
 import numpy as np
 
 from nbtrack.query.curves import Curves, Series, Style, ema, lttb, styles
+from nbtrack.widgets._html import esc
+from nbtrack.widgets._html import number as _fmt
 
 WIDTH, HEIGHT = 440, 250
 LEFT, RIGHT, TOP, BOTTOM = 58, 14, 26, 34
@@ -24,7 +25,7 @@ FONT = "font-family:sans-serif;font-size:11px"
 
 def render(data: Curves, *, smoothing: float = 0.0, log_y: bool = False) -> str:
     """HTML of the curves of ``data`` (as the widget shows them: same colours, smoothing, scale)."""
-    e = html.escape
+    e = esc
     if not data.series:
         return (
             "<div class='nbtrack-curves' style='font-size:12px;color:#666'>"
@@ -61,14 +62,14 @@ def _swatch(colour: str, dash: str, label: str) -> str:
     return (
         "<span style='margin-right:1.2em;white-space:nowrap'>"
         f"<svg width='22' height='8'><line x1='1' y1='4' x2='21' y2='4' stroke='{colour}' "
-        f"stroke-width='2' stroke-dasharray='{SVG_DASH[dash]}'/></svg> {html.escape(label)}</span>"
+        f"stroke-width='2' stroke-dasharray='{SVG_DASH[dash]}'/></svg> {esc(label)}</span>"
     )
 
 
 def _panel(
     family: str, series: list[tuple[Series, Style]], data: Curves, smoothing: float, log_y: bool
 ) -> str:
-    e = html.escape
+    e = esc
     lines = []
     for s, st in series:
         x, y = s.x, ema(s.y, smoothing) if smoothing else s.y
@@ -160,12 +161,6 @@ def _log_ticks(lo: float, hi: float) -> list[float]:
         every = max(1, math.ceil((hi - lo) / 5))
         return [float(k) for k in range(math.ceil(lo), math.floor(hi) + 1) if k % every == 0]
     return [math.log10(t) for t in _ticks(10**lo, 10**hi) if t > 0]
-
-
-def _fmt(v: float) -> str:
-    if v == 0 or 1e-3 <= abs(v) < 1e5:
-        return f"{v:.4g}"
-    return f"{v:.2g}"
 
 
 def _time(ms: float) -> str:
