@@ -275,9 +275,18 @@ def compare(
 
         nbtrack.compare("digits", order_by="metrics.val_acc DESC", select=[0, 1])
     """
+    from nbtrack import store
     from nbtrack.widgets import compare as view  # MissingExtra without the widgets extra
 
-    return view.show(experiment, filter, order_by, max_runs, columns=columns, select=select)
+    return view.show(
+        experiment,
+        filter,
+        order_by,
+        max_runs,
+        columns=columns,
+        select=select,
+        server_url=store.server_url(),
+    )
 
 
 # -- the model registry (nbtrack.model_registry; the panel in widgets.registry_panel) ---------
