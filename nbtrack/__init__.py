@@ -375,7 +375,34 @@ def registry(name: str | None = None) -> Any:
     archive (each asks for confirmation); the audit trail below."""
     from nbtrack.widgets import registry_panel as view  # MissingExtra without the widgets extra
 
-    return view.show(name)
+    return view.show(_registry_source(view.RegistrySource), name)
+
+
+def _registry_source(source_type: Any) -> Any:
+    """What the registry panel reads and does: ``nbtrack.model_registry``'s functions, and
+    ``nbtrack.compare`` to open a version's run (the panel imports neither)."""
+    from nbtrack.model_registry import registry as models
+
+    def open_run(experiment: str, run_id: str) -> Any:
+        panel = globals().get("compare")  # looked up at each click: it may be replaced
+        return None if panel is None else panel(experiment, select=[run_id])
+
+    return source_type(
+        list_models=models.list_models,
+        require=models.require,
+        can_edit=models.can_edit,
+        versions=models.versions,
+        audit_records=models.audit_records,
+        stage_aliases=lambda: models.aliases().values(),
+        previous_alias=models.previous_alias,
+        refused_statuses=models.REFUSED_STATUSES,
+        experiment_of=models.experiment_of,
+        run_url=models.run_url,
+        promote=models.promote,
+        rollback=models.rollback,
+        archive=models.archive,
+        open_run=open_run,
+    )
 
 
 # -- reproduction (nbtrack.reproduction) ----------------------------------------------------

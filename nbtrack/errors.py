@@ -196,8 +196,6 @@ class CannotReproduce(UserError):
         return f"run {self.run_id} cannot be reproduced: {self.reason}"
 
 
-
-
 class NbtrackWarning(UserWarning):
     """Something was not recorded, or looks wrong, but the user's work goes on."""
 
