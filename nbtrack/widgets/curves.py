@@ -8,6 +8,7 @@ metric family, series told apart as ``nbtrack.query.curves.styles`` says.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,7 @@ except ImportError as e:  # the widgets extra is optional
     raise MissingExtra("learning curves", "widgets") from e
 
 ROW_PX = 270
+_log = logging.getLogger(__name__)
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -204,6 +206,7 @@ class CurvesView(widgets.VBox):
             try:
                 fn(*args)
             except Exception as e:  # a control that fails must not flood the notebook
+                _log.debug("a learning curves control failed", exc_info=True)
                 self.errors.append(e)
                 warn(f"learning curves: {type(e).__name__}: {e}")
 
