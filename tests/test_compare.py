@@ -548,3 +548,27 @@ def test_compare_without_the_widgets_extra(monkeypatch):
     with pytest.raises(MissingExtra) as info:
         nbtrack.compare("cmp")
     assert info.value.feature == "the comparison panel" and info.value.extra == "widgets"
+
+
+def test_the_copy_buttons_javascript_ships_as_package_data():
+    from importlib import resources
+
+    from nbtrack.widgets.compare import CopyButton
+
+    shipped = resources.files("nbtrack.widgets.compare").joinpath("copy_button.js")
+    assert shipped.is_file()
+    assert CopyButton._esm == shipped.read_text(encoding="utf-8")
+    assert "navigator.clipboard.writeText" in CopyButton._esm
+    assert "export default" in CopyButton._esm
+
+
+def test_widget_html_helper_escapes_every_value():
+    from nbtrack.widgets import _html
+
+    assert _html.esc(HOSTILE) == html.escape(HOSTILE, quote=True)
+    assert _html.esc(None) == "" and _html.esc(3) == "3"
+    assert _html.esc('it\'s "x"') == "it&#x27;s &quot;x&quot;"
+    assert _html.plotly_text('<b>"a"</b>') == '&lt;b&gt;"a"&lt;/b&gt;'  # plotly shows &quot;
+    assert _html.hint("<x>") == (
+        "<div style='font-size:12px;color:#888;padding:4px'>&lt;x&gt;</div>"
+    )

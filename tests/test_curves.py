@@ -452,6 +452,24 @@ def test_live_view_throttles_then_draws_everything_on_close(store, monkeypatch):
     ]
 
 
+def test_live_view_is_fed_through_the_listener_it_is_given(store, monkeypatch):
+    from nbtrack.widgets import live
+
+    calls = []
+
+    def listen(run_id, on_points):
+        calls.append(("subscribe", run_id))
+        on_points([(run_id, "loss", 0.5, 0, 0)])  # what the writer hands over
+        return lambda: calls.append(("stop", run_id))
+
+    monkeypatch.setattr(live, "_display", lambda obj, **kw: None)
+    with nbtrack.run(experiment="listen") as run:
+        view = live.attach(run, listen=listen, frontend=False)
+        assert calls == [("subscribe", run.run_id)] and len(view.data) == 1
+    view.close()
+    assert calls == [("subscribe", run.run_id), ("stop", run.run_id)] and view.errors == []
+
+
 def test_live_view_swallows_and_records_its_errors(store):
     from nbtrack.errors import NbtrackWarning
     from nbtrack.widgets import live
