@@ -12,6 +12,7 @@ import ipywidgets as widgets
 from nbtrack.errors import NbtrackError, warn
 from nbtrack.query import compare as core
 from nbtrack.query import table as runtable
+from nbtrack.widgets._html import esc
 from nbtrack.widgets.compare.actions import ActionsMixin
 from nbtrack.widgets.compare.plots import PlotsMixin
 from nbtrack.widgets.compare.table import TableMixin
@@ -60,6 +61,22 @@ class ComparePanel(TableMixin, PlotsMixin, ActionsMixin, widgets.VBox):
         )
         self.add_class("nbtrack-compare")
         self.update()
+
+    def _say(self, message: str = "", error: bool = False) -> None:
+        total, shown = len(self.cache), len(self._view_ids)
+        parts = [f"{shown:,} of {total:,} runs" if shown != total else f"{total:,} runs"]
+        if self.cache.query.filter:
+            parts.append(f"fetched with {self.cache.query.filter}")
+        if self._order:
+            column, desc = self._order[0]
+            parts.append(f"sorted by {column} {'↓' if desc else '↑'}")
+        if self._loading:
+            parts.append("loading…")
+        text = esc(" · ".join(parts))
+        if message:
+            colour = "#c62828" if error else "#555"
+            text += f" · <span style='color:{colour}'>{esc(message)}</span>"
+        self.status.value = f"<span class='nbtrack-status' style='font-size:12px'>{text}</span>"
 
     # -- wiring ----------------------------------------------------------------------------------
 

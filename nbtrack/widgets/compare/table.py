@@ -223,22 +223,6 @@ class TableMixin:
                 self.column_chooser.value = shown
             self._sync_plot_controls(columns)
 
-    def _say(self, message: str = "", error: bool = False) -> None:
-        total, shown = len(self.cache), len(self._view_ids)
-        parts = [f"{shown:,} of {total:,} runs" if shown != total else f"{total:,} runs"]
-        if self.cache.query.filter:
-            parts.append(f"fetched with {self.cache.query.filter}")
-        if self._order:
-            column, desc = self._order[0]
-            parts.append(f"sorted by {column} {'↓' if desc else '↑'}")
-        if self._loading:
-            parts.append("loading…")
-        text = esc(" · ".join(parts))
-        if message:
-            colour = "#c62828" if error else "#555"
-            text += f" · <span style='color:{colour}'>{esc(message)}</span>"
-        self.status.value = f"<span class='nbtrack-status' style='font-size:12px'>{text}</span>"
-
     # -- selection -------------------------------------------------------------------------------
 
     def select(self, runs: Sequence[str | int]) -> None:
