@@ -37,6 +37,8 @@ TAG_HOST = "nbtrack.host"
 TAG_KERNEL = "nbtrack.kernel"
 TAG_GIT = "nbtrack.git"
 TAG_GIT_DIRTY = "nbtrack.git.dirty"
+TAG_CELL_SHA256 = "nbtrack.cell.sha256"
+TAG_NOTEBOOK_SHA256 = "nbtrack.notebook.sha256"
 TAG_KILLED_REASON = "nbtrack.killed_reason"
 TAG_EXPERIMENT = "nbtrack.experiment"
 TAG_REPRO_OF = "nbtrack.repro.of"
@@ -104,6 +106,8 @@ CONTRACT: tuple[Field, ...] = (
     Field(TAG_KERNEL, "tag", "the Jupyter kernel the cell ran in, or none"),
     Field(TAG_GIT, "tag", "why no git state was recorded (e.g. not a git repository)"),
     Field(TAG_GIT_DIRTY, "tag", "whether the work tree had uncommitted changes"),
+    Field(TAG_CELL_SHA256, "tag", "sha256 of the cell's code"),
+    Field(TAG_NOTEBOOK_SHA256, "tag", "sha256 of the notebook as saved"),
     Field(TAG_KILLED_REASON, "tag", "why a run was marked killed"),
     Field(TAG_EXPERIMENT, "tag", "the experiment a registered version's run belongs to"),
     Field(TAG_REPRO_OF, "tag", "on a reproduction: the run it reproduces"),
