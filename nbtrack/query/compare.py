@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbtrack import record as _record
 from nbtrack.capture.source import parse_param
 from nbtrack.errors import UsageError
 
@@ -383,7 +384,7 @@ def _section(title: str, maps: Sequence[Mapping[str, Any]]) -> Section:
 def _code(s: Snapshot) -> dict[str, str]:
     t = s.tags
     out = {
-        "git commit": t.get("mlflow.source.git.commit") or s.params.get("git_commit"),
+        "git commit": _record.commit_of(t, s.params),
         "git branch": t.get("mlflow.source.git.branch"),
         "git dirty": t.get("nbtrack.git.dirty"),
         "notebook": t.get("mlflow.source.name"),

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from nbtrack import record as _record
 from nbtrack.errors import UsageError
 
 WINDOW_MS = 120_000  # how far back a refresh looks for new runs (see the module's docstring)
@@ -79,10 +80,10 @@ class Record:
     @property
     def git_commit(self) -> str:
         """Short commit, ``*`` when the work tree was dirty: ``1a2b3c4*``."""
-        commit = self.tags.get("mlflow.source.git.commit") or self.params.get("git_commit") or ""
+        commit = _record.commit_of(self.tags, self.params) or ""
         if not commit:
             return ""
-        return commit[:7] + ("*" if self.tags.get("nbtrack.git.dirty") == "true" else "")
+        return commit[:7] + ("*" if self.tags.get(_record.TAG_GIT_DIRTY) == "true" else "")
 
     @property
     def data_hash(self) -> str:

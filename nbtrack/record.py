@@ -1,0 +1,233 @@
+"""The run record: every tag, param and artifact name nbtrack writes or reads, in one place.
+
+``CONTRACT`` lists them with their meaning (``markdown_table`` renders it for the architecture
+doc), and ``RunView`` / ``VersionView`` are the MLflow-free shapes the store hands out. The
+derived fields (a run's commit, user, notebook, data hash) are each decided in one function here.
+
+This is the bottom layer: it imports nothing from nbtrack but errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+
+class Field(NamedTuple):
+    name: str
+    kind: Literal["tag", "param", "artifact"]
+    meaning: str
+
+
+# MLflow's own tags that nbtrack writes or reads
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_SOURCE_TYPE = "mlflow.source.type"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_GIT_BRANCH = "mlflow.source.git.branch"
+TAG_GIT_REPO_URL = "mlflow.source.git.repoURL"
+TAG_USER = "mlflow.user"
+TAG_RUN_NAME = "mlflow.runName"
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"
+TAG_NOTE = "mlflow.note.content"
+
+# nbtrack's run tags
+TAG_PID = "nbtrack.pid"
+TAG_PID_START = "nbtrack.pid_start"
+TAG_HOST = "nbtrack.host"
+TAG_KERNEL = "nbtrack.kernel"
+TAG_GIT = "nbtrack.git"
+TAG_GIT_DIRTY = "nbtrack.git.dirty"
+TAG_CELL_SHA256 = "nbtrack.cell.sha256"
+TAG_NOTEBOOK_SHA256 = "nbtrack.notebook.sha256"
+TAG_KILLED_REASON = "nbtrack.killed_reason"
+TAG_EXPERIMENT = "nbtrack.experiment"
+TAG_REPRO_OF = "nbtrack.repro.of"
+TAG_REPRO_VERDICT = "nbtrack.repro.verdict"
+TAG_REPRO_ATTEMPT = "nbtrack.repro.attempt"
+TAG_REPRO_LAST_VERDICT = "nbtrack.repro.last_verdict"
+TAG_REPRODUCES = "nbtrack.reproduces"
+TAG_REPRODUCED_BY = "nbtrack.reproduced_by"
+TAG_GRID = "nbtrack.grid"
+TAG_GRID_POINT = "nbtrack.grid.point"
+TAG_GRID_POINTS = "nbtrack.grid.points"
+TAG_GRID_STATUS = "nbtrack.grid.status"
+TAG_GRID_SECONDS = "nbtrack.grid.seconds"
+TAG_GRID_PARALLEL = "nbtrack.grid.parallel"
+TAG_GRID_NOTEBOOK = "nbtrack.grid.notebook"
+TAG_GRID_MADE = "nbtrack.grid.made"
+TAG_GRID_EXECUTOR = "nbtrack.grid.executor"
+TAG_GRID_ERROR = "nbtrack.grid.error"
+TAG_GRID_ATTEMPT = "nbtrack.grid.attempt"
+
+# registered-model and model-version tags
+TAG_STAGE = "nbtrack.stage"
+TAG_AUDIT_PREFIX = "nbtrack.audit."
+TAG_AUDIT_FORMAT = "nbtrack.audit_format"
+TAG_REGISTERED_BY = "nbtrack.registered_by"
+TAG_REGISTERED_AT = "nbtrack.registered_at"
+TAG_PROMOTED_BY = "nbtrack.promoted_by"
+TAG_PROMOTED_AT = "nbtrack.promoted_at"
+TAG_PROMOTION_REASON = "nbtrack.promotion_reason"
+TAG_ARCHIVED_BY = "nbtrack.archived_by"
+TAG_ARCHIVED_AT = "nbtrack.archived_at"
+TAG_ARCHIVE_REASON = "nbtrack.archive_reason"
+
+# params
+PARAM_GIT_COMMIT = "git_commit"
+PARAM_DATA_HASH = "data_hash"
+PARAM_RANDOM_SEED = "random_seed"
+
+# artifacts
+ARTIFACT_CELL = "nbtrack/cell.py"
+ARTIFACT_HISTORY = "nbtrack/history.py"
+ARTIFACT_NOTEBOOK = "nbtrack/notebook.ipynb"
+ARTIFACT_REQUIREMENTS = "nbtrack/requirements.txt"
+ARTIFACT_ENVIRONMENT = "nbtrack/environment.json"
+ARTIFACT_GIT_DIFF = "nbtrack/git.diff"
+ARTIFACT_TRACEBACK = "nbtrack/traceback.txt"
+ARTIFACT_GRID_SPEC = "nbtrack/grid/spec.json"
+ARTIFACT_GRID_POINTS = "nbtrack/grid/points.json"
+ARTIFACT_GRID_OUTPUT = "nbtrack/grid/output.ipynb"
+ARTIFACT_GRID_ERROR = "nbtrack/grid/error.json"
+
+CONTRACT: tuple[Field, ...] = (
+    Field(TAG_SOURCE_NAME, "tag", "the notebook (or script) the run came from"),
+    Field(TAG_SOURCE_TYPE, "tag", "MLflow's source type of the run"),
+    Field(TAG_GIT_COMMIT, "tag", "the git commit the run ran at"),
+    Field(TAG_GIT_BRANCH, "tag", "the git branch the run ran on"),
+    Field(TAG_GIT_REPO_URL, "tag", "the git remote, credentials removed"),
+    Field(TAG_USER, "tag", "who ran it"),
+    Field(TAG_RUN_NAME, "tag", "the run's name"),
+    Field(TAG_PARENT_RUN_ID, "tag", "the parent run (a grid's point runs under the grid run)"),
+    Field(TAG_NOTE, "tag", "the run's description"),
+    Field(TAG_PID, "tag", "the process that records the run"),
+    Field(TAG_PID_START, "tag", "that process's start time, so a reused pid is not taken as alive"),
+    Field(TAG_HOST, "tag", "the machine that records the run"),
+    Field(TAG_KERNEL, "tag", "the Jupyter kernel the cell ran in, or none"),
+    Field(TAG_GIT, "tag", "why no git state was recorded (e.g. not a git repository)"),
+    Field(TAG_GIT_DIRTY, "tag", "whether the work tree had uncommitted changes"),
+    Field(TAG_CELL_SHA256, "tag", "sha256 of the cell's code"),
+    Field(TAG_NOTEBOOK_SHA256, "tag", "sha256 of the notebook as saved"),
+    Field(TAG_KILLED_REASON, "tag", "why a run was marked killed"),
+    Field(TAG_EXPERIMENT, "tag", "the experiment a registered version's run belongs to"),
+    Field(TAG_REPRO_OF, "tag", "on a reproduction: the run it reproduces"),
+    Field(TAG_REPRO_VERDICT, "tag", "on a reproduction: its verdict"),
+    Field(TAG_REPRO_ATTEMPT, "tag", "on a reproduction: which attempt it is"),
+    Field(TAG_REPRO_LAST_VERDICT, "tag", "on the original: the latest reproduction's verdict"),
+    Field(TAG_REPRODUCES, "tag", "on a reproduction: the original run"),
+    Field(TAG_REPRODUCED_BY, "tag", "on the original: its latest reproduction"),
+    Field(TAG_GRID, "tag", "the grid a run belongs to"),
+    Field(TAG_GRID_POINT, "tag", "a point run's place in its grid"),
+    Field(TAG_GRID_POINTS, "tag", "on a grid run: how many points it has"),
+    Field(TAG_GRID_STATUS, "tag", "a grid or point's status"),
+    Field(TAG_GRID_SECONDS, "tag", "how long a point took"),
+    Field(TAG_GRID_PARALLEL, "tag", "how many points ran at once"),
+    Field(TAG_GRID_NOTEBOOK, "tag", "the notebook a grid runs"),
+    Field(TAG_GRID_MADE, "tag", "how many points were made so far"),
+    Field(TAG_GRID_EXECUTOR, "tag", "the executor the grid ran on"),
+    Field(TAG_GRID_ERROR, "tag", "a failed point's error"),
+    Field(TAG_GRID_ATTEMPT, "tag", "which attempt of a point this run is"),
+    Field(TAG_STAGE, "tag", "a model version's stage: production, staging or archived"),
+    Field(TAG_AUDIT_PREFIX, "tag", "prefix of the audit trail's records on a registered model"),
+    Field(TAG_AUDIT_FORMAT, "tag", "how to read a registered model's audit records"),
+    Field(TAG_REGISTERED_BY, "tag", "who registered a model version"),
+    Field(TAG_REGISTERED_AT, "tag", "when a model version was registered"),
+    Field(TAG_PROMOTED_BY, "tag", "who promoted a model version"),
+    Field(TAG_PROMOTED_AT, "tag", "when a model version was promoted"),
+    Field(TAG_PROMOTION_REASON, "tag", "why a model version was promoted"),
+    Field(TAG_ARCHIVED_BY, "tag", "who archived a model version"),
+    Field(TAG_ARCHIVED_AT, "tag", "when a model version was archived"),
+    Field(TAG_ARCHIVE_REASON, "tag", "why a model version was archived"),
+    Field(PARAM_GIT_COMMIT, "param", "the git commit (read when the MLflow tag is missing)"),
+    Field(PARAM_DATA_HASH, "param", "digest of the data the run read"),
+    Field(PARAM_RANDOM_SEED, "param", "the random seed the run used"),
+    Field(ARTIFACT_CELL, "artifact", "the cell's code, secrets redacted"),
+    Field(ARTIFACT_HISTORY, "artifact", "the kernel's input history up to the cell"),
+    Field(ARTIFACT_NOTEBOOK, "artifact", "the notebook as saved, widget state left out"),
+    Field(ARTIFACT_REQUIREMENTS, "artifact", "the installed distributions"),
+    Field(ARTIFACT_ENVIRONMENT, "artifact", "Python, platform and environment details"),
+    Field(ARTIFACT_GIT_DIFF, "artifact", "uncommitted changes of the work tree"),
+    Field(ARTIFACT_TRACEBACK, "artifact", "the traceback of a failed run, secrets redacted"),
+    Field(ARTIFACT_GRID_SPEC, "artifact", "a grid's specification"),
+    Field(ARTIFACT_GRID_POINTS, "artifact", "a grid's points"),
+    Field(ARTIFACT_GRID_OUTPUT, "artifact", "a point's executed notebook"),
+    Field(ARTIFACT_GRID_ERROR, "artifact", "a failed point's error"),
+)
+
+
+def markdown_table() -> str:
+    """CONTRACT as a Markdown table, one row per Field in CONTRACT order."""
+    rows = ["| name | kind | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{f.name}` | {f.kind} | {f.meaning} |" for f in CONTRACT]
+    return "\n".join(rows) + "\n"
+
+
+def commit_of(tags: dict, params: dict) -> str | None:
+    """A run's git commit: MLflow's tag, then the param (older runs and grids write only that)."""
+    return tags.get(TAG_GIT_COMMIT) or params.get(PARAM_GIT_COMMIT) or None
+
+
+def user_of(tags: dict) -> str | None:
+    return tags.get(TAG_USER) or None
+
+
+def notebook_of(tags: dict) -> str | None:
+    return tags.get(TAG_SOURCE_NAME) or None
+
+
+def data_hash_of(params: dict) -> str | None:
+    return params.get(PARAM_DATA_HASH) or None
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run as nbtrack reads it; the store builds it, no MLflow entity escapes."""
+
+    run_id: str
+    experiment_id: str
+    name: str
+    status: str
+    start_time: int | None
+    end_time: int | None  # ms; None while running
+    artifact_uri: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # latest values
+    tags: dict[str, str] = field(default_factory=dict)
+    lifecycle_stage: str = "active"
+
+    @property
+    def commit(self) -> str | None:
+        return commit_of(self.tags, self.params)
+
+    @property
+    def user(self) -> str | None:
+        return user_of(self.tags)
+
+    @property
+    def notebook(self) -> str | None:
+        return notebook_of(self.tags)
+
+    @property
+    def data_hash(self) -> str | None:
+        return data_hash_of(self.params)
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """One registered model version, MLflow-free."""
+
+    name: str
+    version: str
+    run_id: str | None
+    source: str
+    status: str
+    creation_time: int | None
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    current_stage: str | None = None
+    description: str | None = None
+
+    @property
+    def stage(self) -> str | None:
+        """nbtrack's stage tag (production | staging | archived)."""
+        return self.tags.get(TAG_STAGE)
