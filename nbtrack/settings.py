@@ -24,7 +24,7 @@ User settings
   NBTRACK_GRID_FORK      "0": start the kernels of grid points as jupyter_client does, rather
                          than forking them from a pre-warmed process (execution.kernelfork; Linux)
   NBTRACK_DEBUG          "1": nbtrack's own failures (logged at debug to the ``nbtrack`` logger,
-                         never swallowed) are shown on stderr with their tracebacks (nbtrack.log)
+                         never swallowed) are shown on stderr with their tracebacks (nbtrack.logs)
 
 Runner settings: nbtrack's own papermill runners (grid, reproduce) set these in the kernel's
 environment, and they take precedence over what the notebook's %%track lines say.
@@ -85,7 +85,7 @@ class Settings:
 
 
 def debug() -> bool:
-    """NBTRACK_DEBUG, read by ``nbtrack.log`` when it sets up the ``nbtrack`` logger."""
+    """NBTRACK_DEBUG, read by ``nbtrack.logs`` when it sets up the ``nbtrack`` logger."""
     return _flag("NBTRACK_DEBUG", False)
 
 

@@ -357,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nbtrack import logs
+
+    logs.configure()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

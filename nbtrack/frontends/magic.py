@@ -439,6 +439,9 @@ def pin_default_store() -> None:
 
 
 def load(shell) -> None:
+    from nbtrack import logs
+
+    logs.configure()
     pin_default_store()
     shell.register_magics(TrackMagics)
     cleanup = shell.input_transformers_cleanup

@@ -1,4 +1,5 @@
-"""nbtrack's loggers: ``nbtrack`` and one child per subpackage (``nbtrack.tracking``, ...).
+"""nbtrack's loggers (not ``nbtrack/log.py``: that submodule would replace the public function
+``nbtrack.log``): ``nbtrack`` and one child per subpackage (``nbtrack.tracking``, ...).
 
 Failures inside nbtrack's own machinery (a run card that cannot be drawn, a live view that stops,
 a spool that cannot be read) must not break the user's cell, but they must leave a trace: every
@@ -16,7 +17,7 @@ ROOT = "nbtrack"
 
 def get(name: str) -> logging.Logger:
     """The logger for a module: ``get(__name__)`` gives ``nbtrack.<subpackage>.<module>``."""
-    _configure_once()
+    configure()
     return logging.getLogger(name if name.startswith(ROOT) else f"{ROOT}.{name}")
 
 
@@ -34,7 +35,8 @@ def failures_logged(logger: logging.Logger, what: str) -> Iterator[None]:
 _configured = False
 
 
-def _configure_once() -> None:
+def configure() -> None:
+    """Set up the ``nbtrack`` logger once per process (the frontends call it at start)."""
     global _configured
     if _configured:
         return
