@@ -8,6 +8,11 @@ from importlib import resources
 
 from nbtrack.errors import NbtrackError
 
+DESCRIPTION = (
+    "nbtrack: notebook experiment tracking on MLflow. Run notebooks over grids, reproduce a "
+    "tracked run, move model versions between stages, and tidy up runs from the command line."
+)
+
 
 def _nbval_sanitize(args: argparse.Namespace) -> int:
     print(resources.files("nbtrack").joinpath("nbval_sanitize.cfg"))
@@ -59,9 +64,11 @@ def _registry_list(args: argparse.Namespace) -> int:
 def _registry_show(args: argparse.Namespace) -> int:
     from nbtrack.model_registry import registry as models
 
+    # The versions first: an unknown model is one error line on stderr (main), not two.
+    versions = models.versions(args.name)
     try:
         print(repr(models.production(args.name)))
-    except NbtrackError as e:
+    except NbtrackError as e:  # a known model with nothing in production: say so, go on
         print(e)
     rows = [
         (
@@ -72,7 +79,7 @@ def _registry_show(args: argparse.Namespace) -> int:
             i.run_status or "-",
             ", ".join(f"{k}={v:.4g}" for k, v in i.key_metrics(3)) or "-",
         )
-        for i in models.versions(args.name)
+        for i in versions
     ]
     _print_table(("version", "aliases", "stage", "run", "status", "key metrics"), rows)
     return 0
@@ -338,18 +345,25 @@ def _add_registry(sub) -> None:
     audit.set_defaults(func=_audit)
 
 
+NBVAL_HELP = (
+    "print the path of the nbval sanitize file for tracked notebooks "
+    '(pytest --nbval --nbval-sanitize-with "$(nbtrack nbval-sanitize)")'
+)
+ORPHANS_HELP = "close as KILLED the runs that dead kernels of this host left RUNNING"
+STORE_HELP = "print the tracking store nbtrack writes to (NBTRACK_TRACKING_URI, else MLflow's)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nbtrack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="nbtrack", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "nbval-sanitize", help="print the path of the nbval sanitize file for tracked notebooks"
-    ).set_defaults(func=_nbval_sanitize)
-    sub.add_parser(
-        "close-orphans", help="close as KILLED the runs that dead kernels of this host left RUNNING"
-    ).set_defaults(func=_close_orphans)
-    sub.add_parser("store", help="print the tracking store nbtrack writes to").set_defaults(
-        func=_store
-    )
+    for name, func, text in (
+        ("nbval-sanitize", _nbval_sanitize, NBVAL_HELP),
+        ("close-orphans", _close_orphans, ORPHANS_HELP),
+        ("store", _store, STORE_HELP),
+    ):
+        sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".").set_defaults(
+            func=func
+        )
     _add_registry(sub)
     _add_reproduce(sub)
     _add_grid(sub)
