@@ -194,6 +194,8 @@ class RunView:
     metrics: dict[str, float] = field(default_factory=dict)  # latest values
     tags: dict[str, str] = field(default_factory=dict)
     lifecycle_stage: str = "active"
+    user_id: str = ""  # MLflow's run attribute; the mlflow.user tag is read first (``user``)
+    datasets: dict[str, str] = field(default_factory=dict)  # input name -> digest
 
     @property
     def commit(self) -> str | None:
@@ -226,8 +228,31 @@ class VersionView:
     tags: dict[str, str] = field(default_factory=dict)
     current_stage: str | None = None
     description: str | None = None
+    model_id: str | None = None  # the LoggedModel it was registered from (MLflow 3)
 
     @property
     def stage(self) -> str | None:
         """nbtrack's stage tag (production | staging | archived)."""
         return self.tags.get(TAG_STAGE)
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """One registered model, MLflow-free: its aliases (alias -> version) and tags."""
+
+    name: str
+    aliases: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    latest_versions: tuple[str, ...] = ()
+    last_updated: int | None = None  # ms
+
+
+@dataclass(frozen=True)
+class LoggedModelView:
+    """One MLflow 3 LoggedModel (``models:/m-<id>``) a run logged."""
+
+    model_id: str
+    name: str
+    model_uri: str
+    creation_time: int | None = None

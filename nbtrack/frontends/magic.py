@@ -261,7 +261,7 @@ def _card(run) -> Any:
     widgets never call the store)."""
     from nbtrack import store
 
-    data = store.get_run(run.run_id).data
+    data = store.get_run(run.run_id)
     return card_for(
         run,
         n_params=len(data.params),
@@ -432,8 +432,9 @@ def pin_default_store() -> None:
     notebook cannot move it; child processes (papermill kernels) inherit the same store."""
     if os.environ.get("NBTRACK_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI"):
         return
-    mlflow = __import__("sys").modules.get("mlflow")
-    if mlflow is not None and mlflow.tracking.is_tracking_uri_set():
+    from nbtrack import store
+
+    if store.user_pinned_store():
         return
     os.environ["MLFLOW_TRACKING_URI"] = "sqlite:///" + os.path.abspath("mlflow.db")
 

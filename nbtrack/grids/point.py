@@ -196,13 +196,13 @@ def record(
     try:
         store.configure()
         runs = _runs(task)
-        if any(r.info.status == "RUNNING" for r in runs):
+        if any(r.status == "RUNNING" for r in runs):
             # Stopped, timed out, or its kernel died: the kernel may still be ending its run.
             wait_kernel(KERNEL_GONE_WAIT)
             runs = _runs(task)
             for r in runs:
-                if r.info.status == "RUNNING":
-                    store.mark_killed(r.info.run_id, _why_left_running(execution, stopped))
+                if r.status == "RUNNING":
+                    store.mark_killed(r.run_id, _why_left_running(execution, stopped))
             runs = _runs(task)
         if not runs:
             runs = [_made_run(task, status)]
@@ -217,15 +217,15 @@ def record(
         if error:
             tags[TAG_ERROR] = redact.redact_text(error)[: store.MAX_TAG_VALUE]
         for r in runs:
-            store.log_files(r.info.run_id, files)
-            store.log_params_tags(r.info.run_id, tags=tags)
+            store.log_files(r.run_id, files)
+            store.log_params_tags(r.run_id, tags=tags)
         metrics: dict[str, float] = {}
         for r in runs:  # oldest first: a later cell's value of the same key wins
-            metrics.update(r.data.metrics)
+            metrics.update(r.metrics)
         return PointOutcome(
             task.index,
             status,
-            tuple(r.info.run_id for r in runs),
+            tuple(r.run_id for r in runs),
             metrics,
             error,
             outcome.cell,

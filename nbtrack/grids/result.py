@@ -37,18 +37,18 @@ class PointRecord:
     @property
     def done(self) -> bool:
         """FINISHED by its record (resume skips it)."""
-        return bool(self.runs) and all(r.data.tags.get(TAG_STATUS) == "FINISHED" for r in self.runs)
+        return bool(self.runs) and all(r.tags.get(TAG_STATUS) == "FINISHED" for r in self.runs)
 
     @property
     def run_id(self) -> str | None:
-        return self.runs[-1].info.run_id if self.runs else None
+        return self.runs[-1].run_id if self.runs else None
 
 
 def point_records(points: Sequence[Mapping[str, Any]], runs: Sequence) -> list[PointRecord]:
     """Group a grid's runs (oldest first) by point, keeping each point's latest attempt."""
     by_point: dict[int, list] = {}
     for r in runs:
-        raw = r.data.tags.get(TAG_POINT, "")
+        raw = r.tags.get(TAG_POINT, "")
         if raw.isdigit():
             by_point.setdefault(int(raw), []).append(r)
     records = []
@@ -56,25 +56,25 @@ def point_records(points: Sequence[Mapping[str, Any]], runs: Sequence) -> list[P
         rec = PointRecord(i, params)
         mine = by_point.get(i, [])
         if mine:
-            rec.attempt = mine[-1].data.tags.get(TAG_ATTEMPT, "")
-            rec.runs = [r for r in mine if r.data.tags.get(TAG_ATTEMPT, "") == rec.attempt]
+            rec.attempt = mine[-1].tags.get(TAG_ATTEMPT, "")
+            rec.runs = [r for r in mine if r.tags.get(TAG_ATTEMPT, "") == rec.attempt]
             _fill(rec)
         records.append(rec)
     return records
 
 
 def _fill(rec: PointRecord) -> None:
-    tags = [r.data.tags for r in rec.runs]
+    tags = [r.tags for r in rec.runs]
     statuses = {t.get(TAG_STATUS) for t in tags}
     if len(statuses) == 1 and None not in statuses:
         rec.status = statuses.pop() or PENDING
-    elif any(r.info.status == "RUNNING" for r in rec.runs):
+    elif any(r.status == "RUNNING" for r in rec.runs):
         rec.status = "RUNNING"
     else:  # a record its worker could not complete: say what MLflow says
-        mlflow_statuses = {r.info.status for r in rec.runs}
+        mlflow_statuses = {r.status for r in rec.runs}
         rec.status = next((s for s in ("FAILED", "KILLED") if s in mlflow_statuses), "FINISHED")
     for r in rec.runs:
-        rec.metrics.update(r.data.metrics)
+        rec.metrics.update(r.metrics)
     seconds = next((t.get(TAG_SECONDS) for t in tags if t.get(TAG_SECONDS)), None)
     try:
         rec.seconds = float(seconds) if seconds is not None else None
@@ -159,11 +159,11 @@ class GridResult:
             for r in p.runs:
                 row = {
                     "point": p.index,
-                    "run_id": r.info.run_id,
-                    "name": r.info.run_name,
-                    "status": r.info.status,
+                    "run_id": r.run_id,
+                    "name": r.name,
+                    "status": r.status,
                 }
-                row.update({f"metrics.{k}": v for k, v in sorted(r.data.metrics.items())})
+                row.update({f"metrics.{k}": v for k, v in sorted(r.metrics.items())})
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -209,7 +209,7 @@ class GridResult:
                 f"the grid has no point {point}", f"points 0 to {len(self.points) - 1}"
             )
         for r in rec.runs:
-            text = store.artifact_text(r.info.run_id, ERROR)
+            text = store.artifact_text(r.run_id, ERROR)
             if text:
                 return json.loads(text)
         return {"error": rec.error}

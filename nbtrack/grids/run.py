@@ -279,13 +279,13 @@ def _resumed(grid_run_id: str, notebook: str | os.PathLike | None) -> Plan:
     from nbtrack.capture import notebook as nbcap
 
     run = store.get_run(grid_run_id)  # NotFound for an unknown id
-    tags = run.data.tags
+    tags = run.tags
     if TAG_POINTS not in tags:
         raise UsageError(
             f"run {grid_run_id} is not a grid's parent run",
             "pass the id nbtrack.grid printed (GridResult.grid_run_id)",
         )
-    if run.info.status == "RUNNING" and _driver_alive(tags):
+    if run.status == "RUNNING" and _driver_alive(tags):
         raise UsageError(
             f"grid {grid_run_id} is still running (process {tags.get('nbtrack.pid')} on "
             f"{tags.get('nbtrack.host')})",
@@ -300,7 +300,7 @@ def _resumed(grid_run_id: str, notebook: str | os.PathLike | None) -> Plan:
         raise UsageError(
             f"the grid's notebook {str(path)!r} is gone", "pass its new path as notebook="
         )
-    exp_id = run.info.experiment_id
+    exp_id = run.experiment_id
     runs = store.search_all_runs([exp_id], store.tag_filter({TAG_GRID: grid_run_id}))
     records = point_records(points, runs)
     nb = nbcap.read_notebook(str(path))
@@ -383,7 +383,7 @@ def _close_left_running(plan: Plan, reason: str) -> None:
         for r in store.search_all_runs(
             [plan.experiment_id], f"{query} and attributes.status = 'RUNNING'"
         ):
-            store.mark_killed(r.info.run_id, reason)
+            store.mark_killed(r.run_id, reason)
 
 
 def _end(plan: Plan, status: str | None, outcomes: Mapping[int, PointOutcome]) -> str:
@@ -410,19 +410,19 @@ def load(
 ) -> GridResult:
     """The GridResult of a grid from its record (any grid, finished or not)."""
     run = store.get_run(grid_run_id)
-    tags = run.data.tags
+    tags = run.tags
     if TAG_POINTS not in tags:
         raise UsageError(f"run {grid_run_id} is not a grid's parent run")
     text = store.artifact_text(grid_run_id, POINTS) or "[]"
     points = [p["params"] for p in sorted(json.loads(text), key=lambda p: p["index"])]
-    exp_id = run.info.experiment_id
+    exp_id = run.experiment_id
     runs = store.search_all_runs([exp_id], store.tag_filter({TAG_GRID: grid_run_id}))
     return GridResult(
         grid_run_id,
         store.experiment_name(exp_id),
         tags.get(TAG_NOTEBOOK, ""),
         point_records(points, runs),
-        status=status or run.info.status,
+        status=status or run.status,
         metric=metric,
         mode=mode,
     )

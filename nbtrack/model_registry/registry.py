@@ -190,8 +190,8 @@ def _info(mv, alias_map: Mapping[str, str], run=None) -> VersionInfo:
     else:
         stage = None
     if run is not None:
-        metrics = dict(run.data.metrics)
-        params = run.data.params
+        metrics = dict(run.metrics)
+        params = run.params
     else:
         metrics = {}
         for key, value in tags.items():
@@ -202,8 +202,8 @@ def _info(mv, alias_map: Mapping[str, str], run=None) -> VersionInfo:
                 metrics[key] = number
         params = {}
     created = (
-        dt.datetime.fromtimestamp(mv.creation_timestamp / 1000, dt.timezone.utc)
-        if mv.creation_timestamp
+        dt.datetime.fromtimestamp(mv.creation_time / 1000, dt.timezone.utc)
+        if mv.creation_time
         else None
     )
     return VersionInfo(
@@ -217,14 +217,14 @@ def _info(mv, alias_map: Mapping[str, str], run=None) -> VersionInfo:
         data_hash=tags.get("data_hash") or params.get("data_hash"),
         git_commit=tags.get("git_commit") or params.get("git_commit"),
         notebook=tags.get("notebook")
-        or (run.data.tags.get("mlflow.source.name") if run is not None else None),
+        or (run.tags.get("mlflow.source.name") if run is not None else None),
         experiment=tags.get("nbtrack.experiment"),
         created=created,
         description=mv.description or "",
         source=mv.source or "",
         tags=tags,
-        run_status=run.info.status if run is not None else None,
-        experiment_id=run.info.experiment_id if run is not None else None,
+        run_status=run.status if run is not None else None,
+        experiment_id=run.experiment_id if run is not None else None,
     )
 
 
@@ -323,10 +323,10 @@ def list_models() -> list[ModelSummary]:
     out = []
     for rm in store.registered_models():
         amap = _alias_map(rm)
-        latest = [version_of(mv.version) for mv in (rm.latest_versions or [])]
+        latest = [version_of(v) for v in rm.latest_versions]
         updated = (
-            dt.datetime.fromtimestamp(rm.last_updated_timestamp / 1000, dt.timezone.utc)
-            if rm.last_updated_timestamp
+            dt.datetime.fromtimestamp(rm.last_updated / 1000, dt.timezone.utc)
+            if rm.last_updated
             else None
         )
         out.append(
@@ -514,7 +514,7 @@ def _logged_model(run, name: str, model_path: str | None) -> tuple[str, str | No
     """(source URI, LoggedModel id) of the model to register. In MLflow 3 ``log_model`` stores a
     LoggedModel (``models:/m-<id>``) outside the run's artifacts: ``runs:/<id>/model`` would
     not find it."""
-    run_id = run.info.run_id
+    run_id = run.run_id
     if model_path and model_path.startswith("models:/m-"):
         return model_path, model_path[len("models:/") :]
     logged = [
@@ -532,18 +532,18 @@ def _logged_model(run, name: str, model_path: str | None) -> tuple[str, str | No
 
 def _experiment_name(run) -> str | None:
     try:
-        return store.experiment_name(run.info.experiment_id)
+        return store.experiment_name(run.experiment_id)
     except Exception:
         return None
 
 
 def version_tags(run, experiment: str | None) -> dict[str, str]:
     """The tags a version registered from ``run`` carries (the contract in the README)."""
-    data = run.data
+    data = run
     tags: dict[str, str] = {}
     for key in sorted(data.metrics)[:MAX_METRIC_TAGS]:
         tags[key] = repr(float(data.metrics[key]))
-    tags["run_id"] = run.info.run_id
+    tags["run_id"] = run.run_id
     data_hash = data.params.get("data_hash")
     commit = data.params.get("git_commit") or data.tags.get("mlflow.source.git.commit")
     notebook = data.tags.get("mlflow.source.name")
@@ -556,17 +556,17 @@ def version_tags(run, experiment: str | None) -> dict[str, str]:
 
 
 def _description(run, experiment: str | None) -> str:
-    note = run.data.tags.get("mlflow.note.content")
+    note = run.tags.get("mlflow.note.content")
     if note:
         return _clean(note, 5000)
-    parts = [f"From run {run.info.run_name or run.info.run_id} ({run.info.run_id})"]
+    parts = [f"From run {run.name or run.run_id} ({run.run_id})"]
     if experiment:
         parts.append(f"of experiment {experiment}")
-    notebook = run.data.tags.get("mlflow.source.name")
+    notebook = run.tags.get("mlflow.source.name")
     if notebook:
         parts.append(f"in {os.path.basename(notebook)}")
     text = " ".join(parts)
-    shown = sorted(run.data.metrics.items())[:4]
+    shown = sorted(run.metrics.items())[:4]
     if shown:
         text += ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown)
     return text + "."
@@ -681,8 +681,8 @@ def _move(
     mv = _version(name, number, mvs)
     if not force and mv.run_id:
         run = _run_or_none(mv.run_id)
-        if run is not None and run.info.status in REFUSED_STATUSES:
-            raise RunNotFinished(name, number, mv.run_id, run.info.status)
+        if run is not None and run.status in REFUSED_STATUSES:
+            raise RunNotFinished(name, number, mv.run_id, run.status)
     names = aliases()
     alias = names[stage]
     previous = amap.get(alias)

@@ -265,17 +265,16 @@ def snapshot(run_id: str) -> Snapshot:
         return hit
     store.configure()
     run = store.get_run(run_id)
-    info, data = run.info, run.data
-    inputs = getattr(getattr(run, "inputs", None), "dataset_inputs", None) or []
+    info = data = run
     snap = Snapshot(
         run_id=info.run_id,
-        name=info.run_name or info.run_id[:8],
+        name=info.name or info.run_id[:8],
         experiment_id=info.experiment_id,
         status=info.status,
         params=dict(data.params),
         metrics=dict(data.metrics),
         tags=dict(data.tags),
-        datasets={i.dataset.name: i.dataset.digest for i in inputs},
+        datasets=dict(run.datasets),
         cell=store.artifact_text(run_id, CELL),
         requirements=store.artifact_text(run_id, REQUIREMENTS),
         git_diff=store.artifact_text(run_id, GIT_DIFF),

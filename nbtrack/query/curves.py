@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nbtrack.errors import UsageError
+from nbtrack.record import TAG_RUN_NAME, RunView
 
 MAX_POINTS = 2000  # per series on screen: more than a plot is wide in pixels, cheap for plotly
 X_AXES = ("step", "time", "timestamp")
@@ -337,22 +338,21 @@ def series_from_history(
 
 
 def ref_of(run: Any) -> RunRef:
-    """RunRef of an MLflow ``Run`` entity, or of nbtrack's running ``TrackedRun``."""
-    info = getattr(run, "info", None)
-    if info is None:
+    """RunRef of a stored run (``RunView``), or of nbtrack's running ``TrackedRun``."""
+    if not isinstance(run, RunView):
         return RunRef(
             run_id=run.run_id,
             name=run.name or run.run_id[:8],
             experiment_id=run.experiment_id,
             start_ms=int(run.started * 1000),
         )
-    name = info.run_name or run.data.tags.get("mlflow.runName") or info.run_id[:8]
+    name = run.name or run.tags.get(TAG_RUN_NAME) or run.run_id[:8]
     return RunRef(
-        run_id=info.run_id,
+        run_id=run.run_id,
         name=name,
-        experiment_id=info.experiment_id,
-        start_ms=info.start_time,
-        metric_keys=tuple(sorted(run.data.metrics)),
+        experiment_id=run.experiment_id,
+        start_ms=run.start_time,
+        metric_keys=tuple(sorted(run.metrics)),
     )
 
 
@@ -503,7 +503,7 @@ class LiveCurves:
         live = self.snapshot(x)
         with self._lock:
             seen = set(self._points)
-        others = sorted(set(store.get_run(self.run.run_id).data.metrics) - seen)
+        others = sorted(set(store.get_run(self.run.run_id).metrics) - seen)
         for key in others:
             steps, stamps, values = store.metric_history(self.run.run_id, key)
             if len(values):

@@ -41,6 +41,7 @@ from typing import Any
 
 from nbtrack import record as _record
 from nbtrack.errors import UsageError
+from nbtrack.record import TAG_RUN_NAME, RunView
 
 WINDOW_MS = 120_000  # how far back a refresh looks for new runs (see the module's docstring)
 ID_CHUNK = 100  # run ids per `attributes.run_id IN (...)` query
@@ -95,14 +96,14 @@ class Record:
         return PurePath(source).name if source else ""
 
 
-def record_of(run: Any) -> Record:
-    """A Record of an MLflow ``Run`` entity."""
-    info, data = run.info, run.data
+def record_of(run: RunView) -> Record:
+    """A Record of a run the store returned."""
+    info = data = run
     tags = dict(data.tags)
     return Record(
         run_id=info.run_id,
         experiment_id=info.experiment_id,
-        name=info.run_name or tags.get("mlflow.runName") or info.run_id[:8],
+        name=info.name or tags.get(TAG_RUN_NAME) or info.run_id[:8],
         status=info.status,
         start_ms=info.start_time,
         end_ms=info.end_time,
@@ -714,7 +715,7 @@ def matching(
         runs, token = store.search_runs_page(
             q.experiment_ids, _join(q.filter, expression), DEFAULT_ORDER, store.SEARCH_PAGE, token
         )
-        found.update(r.info.run_id for r in runs)
+        found.update(r.run_id for r in runs)
         if token is None:
             break
     return found & {r.run_id for r in records}

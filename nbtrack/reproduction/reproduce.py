@@ -108,7 +108,7 @@ def _read(folder: Path | None, rel: str) -> str | None:
 
 def load_record(run_id: str, folder: Path) -> Record:
     run = store.get_run(run_id)  # NotFound for an unknown id
-    info, data = run.info, run.data
+    info = data = run
     tags = dict(data.tags)
     if info.status == "RUNNING":
         raise CannotReproduce(run_id, "it is still RUNNING; reproduce it once it has finished")
@@ -277,10 +277,10 @@ def _seeds(rec: Record, rebuilt: reprobuild.Rebuilt) -> dict[str, int]:
     kernel = {k: rec.tags.get(k, "") for k in ("nbtrack.host", "nbtrack.pid", "nbtrack.pid_start")}
     if tracked and all(kernel.values()):
         for run in store.runs_with_tags([rec.experiment_id], kernel):
-            if run.info.start_time >= rec.start_ms:
+            if run.start_time >= rec.start_ms:
                 break
-            sha = run.data.tags.get("nbtrack.cell.sha256")
-            seed = run.data.params.get("random_seed", "")
+            sha = run.tags.get("nbtrack.cell.sha256")
+            seed = run.params.get("random_seed", "")
             if sha in tracked and seed.lstrip("-").isdigit():
                 seeds[sha] = int(seed)
     if rec.seed is not None:
@@ -376,11 +376,11 @@ def match(rec: Record, rebuilt: reprobuild.Rebuilt, runs: Sequence[Any]) -> Any 
     of that cell."""
     from nbtrack.query.compare import config_params
 
-    cands = [r for r in runs if r.data.tags.get("nbtrack.cell.sha256") == rebuilt.cell_sha256]
+    cands = [r for r in runs if r.tags.get("nbtrack.cell.sha256") == rebuilt.cell_sha256]
     if len(cands) <= 1:
         return cands[0] if cands else None
     config = config_params(rec.params)
-    same = [r for r in cands if config_params(dict(r.data.params)) == config]
+    same = [r for r in cands if config_params(dict(r.params)) == config]
     if len(same) == 1:
         return same[0]
     pool = same or cands
@@ -390,25 +390,25 @@ def match(rec: Record, rebuilt: reprobuild.Rebuilt, runs: Sequence[Any]) -> Any 
 def _position(rec: Record) -> int:
     keys = ("nbtrack.host", "nbtrack.pid", "nbtrack.pid_start", "nbtrack.cell.sha256")
     tags = {k: rec.tags[k] for k in keys if rec.tags.get(k)}
-    ids = [r.info.run_id for r in store.runs_with_tags([rec.experiment_id], tags)]
+    ids = [r.run_id for r in store.runs_with_tags([rec.experiment_id], tags)]
     return ids.index(rec.run_id) if rec.run_id in ids else 0
 
 
 def post_checks(rec: Record, rerun: Any, tmp: Path) -> list[Check]:
     """The re-run's own record against the original's: the data it read, its packages,
     Python, torch determinism and hardware."""
-    folder = store.download_artifacts(rerun.info.run_id, "nbtrack", tmp / "rerun")
+    folder = store.download_artifacts(rerun.run_id, "nbtrack", tmp / "rerun")
     root = folder.parent if folder is not None else None
     env_text = _read(root, "nbtrack/environment.json")
     env_now = json.loads(env_text) if env_text else {}
     env_then = rec.environment or {}
     checks = [
-        reprocheck.check_data_hash(rec.params.get("data_hash"), rerun.data.params.get("data_hash")),
+        reprocheck.check_data_hash(rec.params.get("data_hash"), rerun.params.get("data_hash")),
         reprocheck.check_environment(
             rec.requirements,
             _read(root, "nbtrack/requirements.txt"),
             rec.params.get("python_version"),
-            rerun.data.params.get("python_version"),
+            rerun.params.get("python_version"),
         ),
         reprocheck.check_determinism(
             env_then.get("torch_determinism"), env_now.get("torch_determinism")
@@ -546,11 +546,11 @@ def reproduce(
         attempt = uuid.uuid4().hex
         execution = _execute(rec, rebuilt, tmp, attempt, timeout, kernel_name, report.notes)
         runs = store.runs_with_tags([rec.experiment_id], {TAG_ATTEMPT: attempt})
-        report.rerun_ids = [r.info.run_id for r in runs]
+        report.rerun_ids = [r.run_id for r in runs]
         rerun = match(rec, rebuilt, runs)
         if rerun is not None:
-            report.rerun_id = rerun.info.run_id
-            info = rerun.info
+            report.rerun_id = rerun.run_id
+            info = rerun
             if info.end_time and info.start_time:
                 report.rerun_seconds = (info.end_time - info.start_time) / 1000
             report.checks = _merge(report.checks, post_checks(rec, rerun, tmp))
@@ -563,11 +563,11 @@ def reproduce(
                 "the re-run made no run for the cell: it ran untracked (is the extension "
                 "loaded, and tracking on?)"
             )
-        elif rerun.info.status != "FINISHED":
-            report.failure = Failure(f"the re-run of the cell ended {rerun.info.status}")
+        elif rerun.status != "FINISHED":
+            report.failure = Failure(f"the re-run of the cell ended {rerun.status}")
         else:
             report.metrics = reprocheck.compare_metrics(
-                rec.metrics, dict(rerun.data.metrics), keys, rtol, atol
+                rec.metrics, dict(rerun.metrics), keys, rtol, atol
             )
             report.verdict = DRIFTED if report.drifted else REPRODUCED
             if report.verdict == DRIFTED:

@@ -449,17 +449,17 @@ def _close_orphans() -> list[str]:
     host = socket.gethostname()
     closed = []
     for run in store.running_runs(host):
-        tags = run.data.tags
+        tags = run.tags
         try:
             pid = int(tags.get("nbtrack.pid", ""))
         except ValueError:
             continue
-        if pid == os.getpid() and any(r.run_id == run.info.run_id for r in _stack):
+        if pid == os.getpid() and any(r.run_id == run.run_id for r in _stack):
             continue
         if alive(pid, tags.get("nbtrack.pid_start", "")):
             continue
-        store.mark_killed(run.info.run_id, f"kernel process {pid} on {host} ended during the run")
-        closed.append(run.info.run_id)
+        store.mark_killed(run.run_id, f"kernel process {pid} on {host} ended during the run")
+        closed.append(run.run_id)
     return closed
 
 

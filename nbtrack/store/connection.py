@@ -1,0 +1,138 @@
+"""Where the store is, the MLflow client for it, and MLflow's errors translated into nbtrack's."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from nbtrack import settings
+from nbtrack.errors import StoreError
+
+# MLflow's batch limits (mlflow.utils.validation): at most 100 params+tags and 1000 metrics per
+# log_batch call, and 1000 entities in all.
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_DATASET_DIGEST = 36
+
+TERMINAL = ("FINISHED", "FAILED", "KILLED")
+
+_lock = threading.Lock()
+_clients: dict[str, MlflowClient] = {}
+
+
+def absolute_uri(uri: str) -> str:
+    """The same store, named so that a later ``os.chdir`` cannot move it."""
+    if uri.startswith("sqlite:///"):
+        rest = uri[len("sqlite:///") :]
+        path, sep, query = rest.partition("?")
+        if path and path != ":memory:" and not path.startswith("/"):
+            return "sqlite:///" + os.path.abspath(path) + sep + query
+        return uri
+    if uri.startswith("file:") or "://" not in uri:
+        path = uri[len("file:") :] if uri.startswith("file:") else uri
+        path = path[2:] if path.startswith("//") else path
+        return Path(os.path.abspath(path)).as_uri()
+    return uri
+
+
+def tracking_uri() -> str:
+    """The store nbtrack writes to: NBTRACK_TRACKING_URI, else whatever MLflow would use."""
+    return absolute_uri(settings.current().tracking_uri or mlflow.get_tracking_uri())
+
+
+def configure() -> str:
+    """Point MLflow at nbtrack's store (absolute), bound server waits, and keep MLflow quiet.
+
+    Called before every run: cheap, and it follows a changed NBTRACK_TRACKING_URI.
+    """
+    s = settings.current()
+    uri = tracking_uri()
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+    # A tracking server that is down makes MLflow retry for minutes; a notebook cell must not
+    # wait on tracking that long. The user's own settings win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(s.http_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(s.http_timeout))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    quiet_mlflow()
+    return uri
+
+
+def quiet_mlflow() -> None:
+    """The notebook's output belongs to the user: MLflow's INFO chatter stays out of it."""
+    for name in ("mlflow", "alembic"):
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    uri = uri or tracking_uri()
+    with _lock:
+        c = _clients.get(uri)
+        if c is None:
+            c = _clients[uri] = MlflowClient(tracking_uri=uri)
+        return c
+
+
+def server_url(uri: str | None = None) -> str | None:
+    """Base URL of the MLflow UI when the store is a tracking server, else None."""
+    uri = uri or tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else None
+
+
+@contextlib.contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """Turn MLflow's exceptions into nbtrack's, saying which operation failed."""
+    try:
+        yield
+    except MlflowException as e:
+        raise _translate(operation, e) from e
+    except OSError as e:  # disk full, permission denied, unreachable server at socket level
+        raise StoreError(operation, str(e) or type(e).__name__, _safe_uri()) from e
+
+
+def _translate(operation: str, e: MlflowException) -> Exception:
+    code = getattr(e, "error_code", "")
+    message = _first_line(e.message if hasattr(e, "message") else str(e))
+    if code == "PERMISSION_DENIED":
+        message = "permission denied by the tracking server"
+    return StoreError(operation, message, _safe_uri())
+
+
+def _first_line(text: str) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line[:300]
+
+
+def _safe_uri() -> str:
+    """The store's address for an error message: scheme, host and path, never the userinfo or
+    query, where credentials live (store sits below capture's redaction, so it drops them)."""
+    try:
+        uri = tracking_uri()
+        if "://" not in uri:
+            return uri
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path}"
+    except ValueError:
+        return ""
+
+
+def mlflow_loaded() -> bool:
+    """Whether the process has imported MLflow (the user's code, or nbtrack's store)."""
+    import sys
+
+    return "mlflow" in sys.modules

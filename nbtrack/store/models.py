@@ -1,0 +1,55 @@
+"""Logged models (MLflow 3's ``models:/m-<id>``): finding a run's, reading their flavours, loading
+one with its flavour's loader."""
+
+from __future__ import annotations
+
+import os
+
+from nbtrack.record import LoggedModelView, RunView
+from nbtrack.store.connection import client, translated
+from nbtrack.store.registry import _quoted
+
+
+def logged_models_of_run(run: RunView) -> list[LoggedModelView]:
+    """The LoggedModels (MLflow 3's ``models:/m-<id>``) whose source is ``run``, oldest first."""
+    c = client()
+    out: list[LoggedModelView] = []
+    token = None
+    with translated(f"find the models logged by run {run.run_id}"):
+        while True:
+            page = c.search_logged_models(
+                [run.experiment_id],
+                filter_string=f"source_run_id = {_quoted(run.run_id)}",
+                order_by=[{"field_name": "creation_timestamp", "ascending": True}],
+                page_token=token,
+            )
+            out += [
+                LoggedModelView(
+                    model_id=m.model_id,
+                    name=m.name or "",
+                    model_uri=m.model_uri,
+                    creation_time=m.creation_timestamp,
+                )
+                for m in page
+            ]
+            token = page.token
+            if not token:
+                return out
+
+
+def model_flavors(uri: str) -> list[str]:
+    """The flavours in the MLmodel file of ``uri``, in the order it lists them."""
+    from mlflow.models import get_model_info
+
+    with translated(f"read the model at {uri}"):
+        return list(get_model_info(uri).flavors)
+
+
+def load_model(uri: str, flavor: str) -> object:
+    """Load ``uri`` with ``mlflow.<flavor>.load_model`` ("pyfunc" for the generic wrapper)."""
+    import importlib
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    module = importlib.import_module(f"mlflow.{flavor}")
+    with translated(f"load the model at {uri}"):
+        return module.load_model(uri)
