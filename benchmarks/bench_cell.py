@@ -87,6 +87,8 @@ COLD = textwrap.dedent(
     """
     import json, os, sys, time
     t0 = time.perf_counter()
+    import nbtrack
+    t_import = time.perf_counter() - t0
     from IPython.core.interactiveshell import InteractiveShell
     ip = InteractiveShell.instance()
     t1 = time.perf_counter()
@@ -95,7 +97,7 @@ COLD = textwrap.dedent(
     result = ip.run_cell(sys.argv[1], store_history=True)
     t3 = time.perf_counter()
     assert result.success, result.error_in_exec
-    print(json.dumps({"load_ext": t2 - t1, "first_cell": t3 - t2}))
+    print(json.dumps({"import": t_import, "load_ext": t2 - t1, "first_cell": t3 - t2}))
     """
 )
 
@@ -105,29 +107,34 @@ COLD_PLAIN = textwrap.dedent(
     import json, sys, time
     t0 = time.perf_counter()
     import mlflow
+    t_import = time.perf_counter() - t0
     mlflow.set_tracking_uri(sys.argv[1])
     with mlflow.start_run(experiment_id=mlflow.set_experiment("bench-plain").experiment_id):
         mlflow.log_params({f"p{i}": i * 0.1 for i in range(10)})
         mlflow.log_metrics({f"m{i}": i * 0.1 for i in range(5)}, step=0)
-    print(json.dumps({"first_run": time.perf_counter() - t0}))
+    print(json.dumps({"import": t_import, "first_run": time.perf_counter() - t0}))
     """
 )
 
 
-def cold(uri: str, samples: int, pause: float) -> tuple[float, float, float, float]:
+def cold(uri: str, samples: int, pause: float) -> dict[str, float]:
     env = {**os.environ, "NBTRACK_TRACKING_URI": uri, "JPY_SESSION_NAME": str(NOTEBOOK)}
+    imports, mlflow_imports = [], []
     loads, firsts, after_pause, plain = [], [], [], []
     for _ in range(samples):
         out = subprocess.run(
             [sys.executable, "-c", COLD_PLAIN, uri], env=env, capture_output=True, text=True
         )
-        plain.append(json.loads(out.stdout.strip().splitlines()[-1])["first_run"])
+        figures = json.loads(out.stdout.strip().splitlines()[-1])
+        plain.append(figures["first_run"])
+        mlflow_imports.append(figures["import"])
         out = subprocess.run(
             [sys.executable, "-c", COLD, TRACKED], env=env, capture_output=True, text=True
         )
         if out.returncode:
             raise SystemExit(out.stderr)
         figures = json.loads(out.stdout.strip().splitlines()[-1])
+        imports.append(figures["import"])
         loads.append(figures["load_ext"])
         firsts.append(figures["first_cell"])
         # The usual notebook: the extension loads, the user imports and prepares data for a
@@ -139,12 +146,15 @@ def cold(uri: str, samples: int, pause: float) -> tuple[float, float, float, flo
         out = subprocess.run([sys.executable, "-c", code, TRACKED], env=env, capture_output=True)
         first = json.loads(out.stdout.decode().strip().splitlines()[-1])["first_cell"]
         after_pause.append(first)
-    return (
-        statistics.median(loads),
-        statistics.median(firsts),
-        statistics.median(after_pause),
-        statistics.median(plain),
-    )
+    med = statistics.median
+    return {
+        "import": med(imports),
+        "mlflow_import": med(mlflow_imports),
+        "load": med(loads),
+        "first": med(firsts),
+        "after": med(after_pause),
+        "plain": med(plain),
+    }
 
 
 def main() -> None:
@@ -155,11 +165,14 @@ def main() -> None:
     args = parser.parse_args()
     uri = fresh_store(tempfile.mkdtemp(prefix="nbtrack-bench-"))
     tracked, plain = warm(uri, args.repeat)
-    load, first, after, plain_cold = cold(uri, args.cold, args.pause)
+    c = cold(uri, args.cold, args.pause)
+    load, first, after, plain_cold = c["load"], c["first"], c["after"], c["plain"]
     rows = [
         ("warm tracked cell (10 params, 5 metrics, full snapshot)", tracked * 1000, "ms"),
         ("warm plain-MLflow equivalent", plain * 1000, "ms"),
         ("ratio tracked / plain (warm)", tracked / plain, "x"),
+        ("import nbtrack, fresh process (MLflow not imported)", c["import"] * 1000, "ms"),
+        ("import mlflow, fresh process", c["mlflow_import"] * 1000, "ms"),
         ("%load_ext nbtrack (returns before MLflow is imported)", load * 1000, "ms"),
         ("cold plain MLflow: import + first run, new process", plain_cold * 1000, "ms"),
         ("cold %load_ext + first tracked cell, back to back", (load + first) * 1000, "ms"),

@@ -135,7 +135,7 @@ def load_record(run_id: str, folder: Path) -> Record:
     ended = info.end_time or 0
     return Record(
         run_id=run_id,
-        name=info.run_name or run_id[:8],
+        name=info.name or run_id[:8],
         experiment_id=info.experiment_id,
         experiment=store.experiment_name(info.experiment_id),
         kind=kind,
