@@ -12,6 +12,9 @@ that needs them is called.
         nbtrack.log(step=epoch, train_loss=tl, val_acc=va)
 """
 
+# Over 400 lines: the whole public API, each function with the docstring that is its help;
+# the bodies are a few lines that import their subsystem lazily (``import nbtrack`` stays light).
+
 from __future__ import annotations
 
 import contextlib
