@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import socket
@@ -12,6 +13,8 @@ from functools import lru_cache
 from types import ModuleType
 
 from nbtrack.capture.redact import redact_env
+
+_log = logging.getLogger(__name__)
 
 # Import name -> param prefix. Only libraries the kernel has actually imported are recorded:
 # a version of something the code never used is noise in a comparison.
@@ -94,8 +97,8 @@ def _gpus(modules: Mapping[str, ModuleType]) -> list[str]:
     try:
         if torch is not None and torch.cuda.is_available():
             return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except Exception:
-        pass
+    except Exception:  # a broken CUDA setup: the record says no GPU rather than failing
+        _log.debug("asking torch for its GPUs failed", exc_info=True)
     return []
 
 
@@ -114,7 +117,8 @@ def environment_info(
                 "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
                 "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
             }
-        except Exception:
+        except Exception:  # an older torch without these switches
+            _log.debug("reading torch's determinism switches failed", exc_info=True)
             deterministic = None
     return {
         "python": sys.version,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import logging
 import random
 import secrets
 import sys
@@ -77,7 +78,7 @@ def _safe(seeder: Callable[[ModuleType, int], None], module: ModuleType, seed: i
     try:
         seeder(module, seed)
     except Exception:  # a library that changed its API must not break the user's import
-        pass
+        logging.getLogger(__name__).debug("seeding %s failed", module.__name__, exc_info=True)
 
 
 _hook = _SeedOnImport()
