@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from nbtrack.execution import runner
+from nbtrack.record import ARTIFACT_GRID_ERROR as ERROR
+from nbtrack.record import ARTIFACT_GRID_OUTPUT as OUTPUT
+from nbtrack.record import TAG_GRID  # on each point's run: the grid's parent run id
+from nbtrack.record import TAG_GRID_ATTEMPT as TAG_ATTEMPT  # one id per call of nbtrack.grid
+from nbtrack.record import TAG_GRID_ERROR as TAG_ERROR
+from nbtrack.record import TAG_GRID_POINT as TAG_POINT  # the point's index in the grid
+from nbtrack.record import TAG_GRID_SECONDS as TAG_SECONDS
+from nbtrack.record import TAG_GRID_STATUS as TAG_STATUS  # the point's outcome
 
-TAG_GRID = "nbtrack.grid"  # on each point's run: the grid's parent run id
-TAG_POINT = "nbtrack.grid.point"  # the point's index in the grid
-TAG_ATTEMPT = "nbtrack.grid.attempt"  # one id per call of nbtrack.grid (a resume is another)
-TAG_STATUS = "nbtrack.grid.status"  # the point's outcome
-TAG_ERROR = "nbtrack.grid.error"
-TAG_SECONDS = "nbtrack.grid.seconds"
-OUTPUT = "nbtrack/grid/output.ipynb"
-ERROR = "nbtrack/grid/error.json"
 KERNEL_GONE_WAIT = 15.0  # seconds to wait for a stopped point's kernel before closing its runs
 
 
@@ -273,16 +273,16 @@ def _error_doc(execution: runner.Execution, error: str) -> dict[str, Any]:
 
 def _made_run(task: PointTask, status: str):
     """A run for a point whose execution made none, under the grid's parent."""
-    from nbtrack import store
+    from nbtrack import record, store
     from nbtrack.capture import redact
     from nbtrack.capture.source import format_param
 
     tags = {
         **task.tags(),
-        "mlflow.parentRunId": task.grid_run_id,
-        "mlflow.source.name": task.notebook,
-        "mlflow.source.type": "NOTEBOOK",
-        "nbtrack.grid.made": "no tracked cell ran: this run records the point",
+        record.TAG_PARENT_RUN_ID: task.grid_run_id,
+        record.TAG_SOURCE_NAME: task.notebook,
+        record.TAG_SOURCE_TYPE: "NOTEBOOK",
+        record.TAG_GRID_MADE: "no tracked cell ran: this run records the point",
     }
     run_id = store.create_run(task.experiment_id, f"point {task.index}", tags)
     try:
