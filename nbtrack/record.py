@@ -30,6 +30,15 @@ TAG_RUN_NAME = "mlflow.runName"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 TAG_NOTE = "mlflow.note.content"
 
+# Tag prefixes MLflow and nbtrack keep for themselves (not user metrics on a version)
+RESERVED_PREFIXES = ("nbtrack.", "mlflow.")
+
+# A registered version's own tags (the run's record, copied when it is registered)
+VERSION_TAG_RUN_ID = "run_id"
+VERSION_TAG_DATA_HASH = "data_hash"
+VERSION_TAG_GIT_COMMIT = "git_commit"
+VERSION_TAG_NOTEBOOK = "notebook"
+
 # nbtrack's run tags
 TAG_PID = "nbtrack.pid"
 TAG_PID_START = "nbtrack.pid_start"
@@ -138,6 +147,10 @@ CONTRACT: tuple[Field, ...] = (
     Field(TAG_ARCHIVED_BY, "tag", "who archived a model version"),
     Field(TAG_ARCHIVED_AT, "tag", "when a model version was archived"),
     Field(TAG_ARCHIVE_REASON, "tag", "why a model version was archived"),
+    Field(VERSION_TAG_RUN_ID, "version tag", "the run a model version was registered from"),
+    Field(VERSION_TAG_DATA_HASH, "version tag", "that run's data digest"),
+    Field(VERSION_TAG_GIT_COMMIT, "version tag", "that run's git commit"),
+    Field(VERSION_TAG_NOTEBOOK, "version tag", "that run's notebook"),
     Field(PARAM_GIT_COMMIT, "param", "the git commit (read when the MLflow tag is missing)"),
     Field(PARAM_DATA_HASH, "param", "digest of the data the run read"),
     Field(PARAM_RANDOM_SEED, "param", "the random seed the run used"),

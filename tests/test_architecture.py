@@ -26,8 +26,8 @@ def test_the_record_table_is_the_contract():
 
 
 def test_every_field_of_the_contract_is_named_once():
-    names = [f.name for f in record.CONTRACT]
-    assert len(names) == len(set(names))
+    named = [(f.name, f.kind) for f in record.CONTRACT]  # a version tag may share a param's name
+    assert len(named) == len(set(named))
 
 
 def test_the_doc_describes_each_subpackage_the_code_has():

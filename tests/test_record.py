@@ -4,9 +4,10 @@ from nbtrack import record
 
 
 def test_contract_names_unique_and_table_in_order():
-    names = [f.name for f in record.CONTRACT]
-    assert len(names) == len(set(names))
-    assert all(f.kind in ("tag", "param", "artifact") for f in record.CONTRACT)
+    # A name may be both a run param and a version tag (git_commit): unique per kind.
+    keys = [(f.name, f.kind) for f in record.CONTRACT]
+    assert len(keys) == len(set(keys))
+    assert all(f.kind in ("tag", "param", "artifact", "version tag") for f in record.CONTRACT)
     lines = record.markdown_table().splitlines()
     assert lines[0] == "| name | kind | meaning |"
     assert len(lines) == 2 + len(record.CONTRACT)
@@ -15,7 +16,8 @@ def test_contract_names_unique_and_table_in_order():
 
 
 def test_every_constant_is_in_the_contract():
-    consts = {v for k, v in vars(record).items() if k.startswith(("TAG_", "PARAM_", "ARTIFACT_"))}
+    prefixes = ("TAG_", "PARAM_", "ARTIFACT_", "VERSION_TAG_")
+    consts = {v for k, v in vars(record).items() if k.startswith(prefixes)}
     assert consts == {f.name for f in record.CONTRACT}
 
 

@@ -43,7 +43,7 @@ _HOMES = {
         "create_model_version model_version model_versions set_alias delete_alias "
         "set_legacy_stage set_version_tags set_model_tag"
     ),
-    "models": "logged_models_of_run model_flavors load_model",
+    "models": "logged_models_of_run model_flavors native_flavor load_model",
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names.split()}
 

@@ -45,6 +45,23 @@ def model_flavors(uri: str) -> list[str]:
         return list(get_model_info(uri).flavors)
 
 
+def native_flavor(uri: str) -> str:
+    """The first flavour of the model at ``uri`` that MLflow can load natively here (its module
+    imports and has ``load_model``), else "pyfunc" (the generic wrapper)."""
+    import importlib
+
+    for name in model_flavors(uri):
+        if name == "python_function":
+            continue
+        try:
+            module = importlib.import_module(f"mlflow.{name}")
+        except ImportError:
+            continue
+        if hasattr(module, "load_model"):
+            return name
+    return "pyfunc"
+
+
 def load_model(uri: str, flavor: str) -> object:
     """Load ``uri`` with ``mlflow.<flavor>.load_model`` ("pyfunc" for the generic wrapper)."""
     import importlib
