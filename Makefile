@@ -45,6 +45,7 @@ test: $(VENV)/.dev-installed chromium
 lint:
 	$(VENV)/bin/ruff check nbtrack tests benchmarks
 	$(VENV)/bin/ruff format --check nbtrack tests benchmarks
+	$(VENV)/bin/lint-imports
 
 format:
 	$(VENV)/bin/ruff format nbtrack tests benchmarks

@@ -494,7 +494,11 @@ def grid(
                               parallel=2, metric="val_acc")
         result.best()
     """
+    from nbtrack.grids import result as gridresult
     from nbtrack.grids import run as sweeprun
+    from nbtrack.widgets.live import has_frontend
+
+    gridresult.set_display_hooks(compare=compare, has_frontend=has_frontend)
 
     return sweeprun.run(
         notebook,

@@ -27,7 +27,6 @@ This module imports only the standard library (papermill is imported in the chil
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -40,6 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nbtrack.execution.processes import kill_tree
 
 # How long the parent waits beyond ``timeout`` before it kills the child: kernel start-up
 # (papermill's own limit is 60 s), shutdown and saving the output notebook are not cell time.
@@ -337,30 +338,12 @@ def _wait(proc: subprocess.Popen, limit: float | None) -> bool:
         proc.wait(timeout=limit)
         return False
     except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
         proc.wait()
         return True
     except BaseException:  # Ctrl-C in the caller: leave no kernel behind
-        _kill_tree(proc.pid)
+        kill_tree(proc.pid)
         raise
-
-
-def _kill_tree(pid: int) -> None:
-    # jupyter_client starts kernels in a session of their own, so killing the child's process
-    # group would leave the kernel running: walk the tree instead.
-    try:
-        import psutil
-
-        parent = psutil.Process(pid)
-        procs = [*parent.children(recursive=True), parent]
-    except Exception:
-        procs = []
-    for p in procs:
-        with contextlib.suppress(Exception):
-            p.kill()
-    if not procs:
-        with contextlib.suppress(OSError):
-            os.kill(pid, 9)
 
 
 def _read_json(path: Path) -> dict | None:

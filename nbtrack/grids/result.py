@@ -12,12 +12,31 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nbtrack.errors import MissingExtra, UsageError, warn
 from nbtrack.grids.point import TAG_ATTEMPT, TAG_ERROR, TAG_POINT, TAG_SECONDS, TAG_STATUS
+
+
+@dataclass
+class _DisplayHooks:
+    """How a GridResult shows its panel: handed in by the facade (``nbtrack.grid``), because
+    the panel and the frontend check live above grids (tests/test_layers.py)."""
+
+    compare: Callable[..., Any] | None = None
+    has_frontend: Callable[[], bool] = lambda: False
+
+
+_display = _DisplayHooks()
+
+
+def set_display_hooks(compare: Callable[..., Any], has_frontend: Callable[[], bool]) -> None:
+    """Set what ``GridResult.compare`` and its notebook display call."""
+    _display.compare = compare
+    _display.has_frontend = has_frontend
+
 
 PENDING = "PENDING"  # not run (yet): the grid was stopped before it, or it is still queued
 SUMMARY_ROWS = 20
@@ -221,9 +240,9 @@ class GridResult:
 
     def compare(self, **kwargs: Any):
         """The comparison panel on the grid's runs (``nbtrack.compare``'s arguments)."""
-        import nbtrack
-
-        return nbtrack.compare(self.experiment, filter=self.filter, **kwargs)
+        if _display.compare is None:
+            raise UsageError("GridResult.compare needs nbtrack's facade (import nbtrack)")
+        return _display.compare(self.experiment, filter=self.filter, **kwargs)
 
     # -- display -----------------------------------------------------------------------------
 
@@ -250,9 +269,7 @@ class GridResult:
         from IPython.display import display
 
         display({"text/html": self._repr_html_(), "text/plain": repr(self)}, raw=True)
-        from nbtrack.widgets.live import has_frontend
-
-        if has_frontend() and len(self.df):
+        if _display.has_frontend() and len(self.df):
             try:
                 display(self.compare())
             except MissingExtra as e:  # no ipywidgets: the summary is all there is

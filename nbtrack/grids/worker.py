@@ -153,12 +153,12 @@ class Worker:
 
     def kill(self) -> None:
         """Kill it and every kernel it started."""
-        from nbtrack.execution.runner import _kill_tree
+        from nbtrack.execution.processes import kill_tree
 
         for pgid in self.kernels:  # a forked kernel is not its child: by process group
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)
-        _kill_tree(self.proc.pid)
+        kill_tree(self.proc.pid)
         with contextlib.suppress(Exception):
             self.proc.wait(5)
         self._cleanup()
