@@ -44,6 +44,21 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+# %track_config's choices for this kernel (%%track's flags, by name). frontends.magic sets them;
+# the query side reads the experiment from here, so it needs no import of the magic.
+_session_defaults: dict[str, Any] = {}
+
+
+def session_defaults() -> dict[str, Any]:
+    """A copy of the %track_config defaults of this kernel."""
+    return dict(_session_defaults)
+
+
+def set_session_defaults(defaults: dict[str, Any]) -> None:
+    _session_defaults.clear()
+    _session_defaults.update(defaults)
 
 
 def _flag(name: str, default: bool) -> bool:

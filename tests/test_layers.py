@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
@@ -27,9 +25,6 @@ def _lint_imports(src_root: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.xfail(
-    reason="grids.result and execution.kernelfork still break the layers", strict=False
-)
 def test_contracts_hold() -> None:
     proc = _lint_imports(ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -42,3 +37,13 @@ def test_planted_mlflow_import_in_widgets_fails(tmp_path: Path) -> None:
     proc = _lint_imports(tmp_path)
     assert proc.returncode != 0
     assert "only nbtrack.store imports mlflow BROKEN" in proc.stdout
+
+
+def test_planted_upward_import_fails(tmp_path: Path) -> None:
+    # The query side reaching up into the notebook frontend is the kind of break the layers stop.
+    shutil.copytree(ROOT / "nbtrack", tmp_path / "nbtrack")
+    table = tmp_path / "nbtrack" / "query" / "table.py"
+    table.write_text("import nbtrack.frontends.magic  # planted\n" + table.read_text())
+    proc = _lint_imports(tmp_path)
+    assert proc.returncode != 0
+    assert "nbtrack.query is not allowed to import nbtrack.frontends" in proc.stdout

@@ -8,6 +8,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from support import all_runs
 
+from nbtrack import settings
 from nbtrack.frontends import magic
 
 
@@ -17,7 +18,7 @@ def shell(store):
     ip.run_cell("%load_ext nbtrack", store_history=True)
     yield ip
     ip.run_cell("%unload_ext nbtrack")
-    magic._state.defaults = {}
+    settings.set_session_defaults({})
     InteractiveShell.clear_instance()
 
 

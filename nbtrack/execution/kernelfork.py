@@ -44,12 +44,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 EXIT_GRACE = 30.0  # seconds a shut-down kernel may take to exit before it is killed
-# Imported by the server: a worker's and a kernel's modules, and what MLflow imports the first
-# time it opens a store of each kind.
+# Imported by the server: a kernel's modules, and what MLflow imports the first time it opens a
+# store of each kind. The caller adds its workers' own modules (preload_for's ``extra``): this
+# layer forks them without knowing them.
 PRELOAD = (
-    "papermill",
-    "nbtrack.grids.worker",
-    "nbtrack.grids.point",
     "ipykernel.kernelapp",
     "ipykernel.ipkernel",
     "IPython",
@@ -67,13 +65,14 @@ PRELOAD_SQL = (
 PRELOAD_HTTP = ("requests", "mlflow.store.tracking.rest_store")
 
 
-def preload_for(tracking_uri: str | None) -> list[str]:
+def preload_for(tracking_uri: str | None, extra: Sequence[str] = ()) -> list[str]:
+    """The modules a fork server imports before forking: ``extra``, a kernel's, the store's."""
     uri = tracking_uri or ""
     if uri.startswith(("http://", "https://", "databricks")):
-        return [*PRELOAD, *PRELOAD_HTTP]
+        return [*extra, *PRELOAD, *PRELOAD_HTTP]
     if "://" in uri and not uri.startswith("file:"):
-        return [*PRELOAD, *PRELOAD_SQL]
-    return list(PRELOAD)
+        return [*extra, *PRELOAD, *PRELOAD_SQL]
+    return [*extra, *PRELOAD]
 
 
 def enabled() -> bool:
@@ -136,10 +135,10 @@ class ForkServer:
         """A kernel running ``ipykernel_launcher`` with ``argv``; returns its pid."""
         return self._request({"op": "kernel", "argv": list(argv), "env": dict(env), "cwd": cwd})
 
-    def fork_worker(self, stdin: int, stdout: int, stderr: int | None) -> int:
-        """A grid worker reading ``stdin`` and answering on ``stdout``; returns its pid."""
+    def fork_worker(self, entry: str, stdin: int, stdout: int, stderr: int | None) -> int:
+        """A worker running ``entry`` ("module:function") on ``stdin``/``stdout``; its pid."""
         fds = [stdin, stdout] + ([stderr] if stderr is not None else [])
-        return self._request({"op": "worker"}, fds)
+        return self._request({"op": "worker", "entry": entry}, fds)
 
     def alive(self) -> bool:
         if self.proc is not None:
@@ -487,17 +486,17 @@ def _kernel(request: Mapping[str, Any], parent: int) -> None:
     _as_process(main)
 
 
-def _worker(fds: Sequence[int]) -> None:
-    """In the forked worker: ``python -m nbtrack.grids.worker`` on the grid's pipes."""
+def _worker(fds: Sequence[int], entry: str) -> None:
+    """In the forked worker: the caller's entry point (the grid's worker) on its pipes."""
+    import importlib
 
     def main() -> int:
         _as_child()
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
-        from nbtrack.grids import worker as gridworker
-
-        return gridworker.main()
+        module, _, function = entry.partition(":")
+        return getattr(importlib.import_module(module), function)()
 
     _as_process(main)
 
@@ -515,7 +514,10 @@ def _serve(conn: socket.socket, listener: socket.socket, me: int) -> None:
     except ValueError:
         request = {}
     op = request.get("op")
-    if op not in ("kernel", "worker") or (op == "worker" and len(fds) < 2):
+    entry = request.get("entry")
+    if op not in ("kernel", "worker") or (
+        op == "worker" and (len(fds) < 2 or not isinstance(entry, str) or ":" not in entry)
+    ):
         conn.sendall(b'{"error": "bad request"}\n')
         return
     pid = os.fork()
@@ -526,7 +528,7 @@ def _serve(conn: socket.socket, listener: socket.socket, me: int) -> None:
             for fd in fds:
                 os.close(fd)
             _kernel(request, me)
-        _worker(fds)
+        _worker(fds, entry)
     for fd in fds:
         os.close(fd)
     conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")

@@ -166,7 +166,6 @@ transform.has_side_effects = True  # type: ignore[attr-defined]
 
 @dataclass
 class _State:
-    defaults: dict[str, Any] = field(default_factory=dict)
     info: Any = None  # ExecutionInfo of the cell being run (pre_run_cell)
     runs: list = field(default_factory=list)  # runs begun in the current cell
     warmup: Any = None  # the background thread started by load()
@@ -285,7 +284,7 @@ def _begin_cell(args: str) -> None:
     from nbtrack.tracking import tracker
 
     try:
-        spec = parse_line(args, _state.defaults)
+        spec = parse_line(args, settings.session_defaults())
     except NbtrackError as e:
         raise IPythonUsageError(str(e)) from None
     if settings.current().disable:
@@ -411,15 +410,15 @@ class TrackMagics(Magics):
         """Show or set %%track defaults for this session: takes %%track's flags; --reset clears."""
         line = line.strip()
         if line == "--reset":
-            _state.defaults = {}
+            settings.set_session_defaults({})
         elif line:
             try:
-                _state.defaults = _config_update(_state.defaults, line)
+                settings.set_session_defaults(_config_update(settings.session_defaults(), line))
             except NbtrackError as e:
                 raise IPythonUsageError(str(e).replace("%%track", "%track_config")) from None
         from nbtrack import store
 
-        shown = dict(_state.defaults)
+        shown = settings.session_defaults()
         shown["store"] = store.tracking_uri()
         return shown
 

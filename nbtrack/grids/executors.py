@@ -343,7 +343,7 @@ def _acquire(tracking_uri: str) -> gridworker.Worker:
                 return w
         server = None
         if kernelfork.enabled():
-            preload = kernelfork.preload_for(tracking_uri)
+            preload = kernelfork.preload_for(tracking_uri, gridworker.PRELOAD)
             key = json.dumps(preload)
             server = _servers.get(key)
             if server is None or not server.alive():
@@ -419,7 +419,10 @@ def make(
     if client is not None or scheduler:
         kind = "dask"
     if kind == "local":
-        fork, preload = kernelfork.enabled(), kernelfork.preload_for(tracking_uri)
+        fork, preload = (
+            kernelfork.enabled(),
+            kernelfork.preload_for(tracking_uri, gridworker.PRELOAD),
+        )
         return LocalExecutor(parallel or 1, fork=fork, preload=preload)
     if kind == "dask":
         name = uuid.uuid4().hex

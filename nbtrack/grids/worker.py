@@ -33,6 +33,9 @@ from pathlib import Path
 from typing import IO, Any
 
 _HEADER = struct.Struct(">I")
+# What the fork server runs in a forked worker, and imports before forking (beside a kernel's).
+ENTRY = "nbtrack.grids.worker:main"
+PRELOAD = ("papermill", "nbtrack.grids.worker", "nbtrack.grids.point")
 
 
 def send(stream: IO[bytes], message: Any) -> None:
@@ -77,7 +80,7 @@ class Worker:
             task_r, task_w = os.pipe()
             out_r, out_w = os.pipe()
             try:
-                pid = server.fork_worker(task_r, out_w, log.fileno() if log else None)
+                pid = server.fork_worker(ENTRY, task_r, out_w, log.fileno() if log else None)
             finally:
                 os.close(task_r)
                 os.close(out_w)

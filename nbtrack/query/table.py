@@ -414,9 +414,7 @@ def default_experiment() -> str:
 
     from nbtrack import settings
 
-    magic = sys.modules.get("nbtrack.frontends.magic")
-    state = getattr(magic, "_state", None)
-    configured = (getattr(state, "defaults", None) or {}).get("experiment")
+    configured = settings.session_defaults().get("experiment")
     if configured:
         return configured
     s = settings.current()
