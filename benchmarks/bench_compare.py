@@ -117,12 +117,13 @@ def bench(n: int, repeat: int) -> list[tuple[str, float, str]]:
     import mlflow
     from mlflow import MlflowClient
 
+    from nbtrack.query import cache as runcache
     from nbtrack.query import compare as comparedata
-    from nbtrack.query import table as runtable
+    from nbtrack.query import filters
 
     exp_id = prepare(n)
     order = comparedata.parse_order("metrics.val_acc DESC")
-    query = runtable.RunQuery(experiment_ids=(exp_id,))
+    query = runcache.RunQuery(experiment_ids=(exp_id,))
     rows: list[tuple[str, float, str]] = []
 
     def reference():
@@ -130,12 +131,12 @@ def bench(n: int, repeat: int) -> list[tuple[str, float, str]]:
         assert len(df) >= n, (len(df), n)
 
     def cold():
-        cache = runtable.RunCache(query)
+        cache = runcache.RunCache(query)
         cache.load()
         comparedata.sort_frame(cache.frame(), order)
 
     def first_page():
-        cache = runtable.RunCache(query)
+        cache = runcache.RunCache(query)
         next(cache.pages())
         comparedata.sort_frame(cache.frame(), order)
 
@@ -144,7 +145,7 @@ def bench(n: int, repeat: int) -> list[tuple[str, float, str]]:
     rows.append(("cold: fetch, table, sort", median_time(cold, repeat), ""))
     rows.append(("cold: first page in the table", median_time(first_page, repeat), ""))
 
-    warm = runtable.RunCache(query).load()
+    warm = runcache.RunCache(query).load()
     warm.frame()
 
     def refresh():
@@ -186,7 +187,7 @@ def bench(n: int, repeat: int) -> list[tuple[str, float, str]]:
         c.delete_run(r.info.run_id)
     warm.refresh(full=True)
 
-    local = median_time(lambda: runtable.matching(warm, FILTER), repeat)
+    local = median_time(lambda: filters.matching(warm, FILTER), repeat)
     server = median_time(
         lambda: mlflow.search_runs(experiment_ids=[exp_id], filter_string=FILTER), repeat
     )
@@ -198,7 +199,7 @@ def bench(n: int, repeat: int) -> list[tuple[str, float, str]]:
     except Exception as e:  # the widgets extra is optional
         rows.append(("panel on a warm cache", float("nan"), f"skipped: {e}"))
     else:
-        panel_cache = runtable.RunCache(query).load()
+        panel_cache = runcache.RunCache(query).load()
         panel_cache.frame()
 
         def panel():

@@ -91,6 +91,7 @@ def main() -> None:
 
     from nbtrack import store
     from nbtrack.query import curves
+    from nbtrack.query.sampling import MAX_POINTS
     from nbtrack.widgets import static
     from nbtrack.widgets.curves import figure_for
 
@@ -117,7 +118,7 @@ def main() -> None:
     t_all, _ = _best(lambda: curves.load([run_id]), 1)
 
     shown = len(fig.data[0].x)
-    assert shown <= curves.MAX_POINTS and float(np.max(fig.data[0].y)) == float(np.max(values))
+    assert shown <= MAX_POINTS and float(np.max(fig.data[0].y)) == float(np.max(values))
     build = t_down + t_fig
     rows = [
         ("fetch: MlflowClient.get_metric_history (plain MLflow)", t_plain),

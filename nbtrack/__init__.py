@@ -23,6 +23,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from nbtrack import grids as _grids
 from nbtrack.errors import NbtrackError
 
 __version__ = "0.1.0"
@@ -252,9 +253,9 @@ def diff(run_a: str, run_b: str, *more: str) -> Any:
         d = nbtrack.diff(best, runner_up)
         d["params"].rows      # [Row(key='lr', values=('0.01', '0.1')), ...]
     """
-    from nbtrack.query import compare as comparedata
+    from nbtrack.query import diff as rundiff
 
-    return comparedata.diff(run_a, run_b, *more)
+    return rundiff.diff(run_a, run_b, *more)
 
 
 def compare(
@@ -494,11 +495,7 @@ def grid(
                               parallel=2, metric="val_acc")
         result.best()
     """
-    from nbtrack.grids import result as gridresult
     from nbtrack.grids import run as sweeprun
-    from nbtrack.widgets.live import has_frontend
-
-    gridresult.set_display_hooks(compare=compare, has_frontend=has_frontend)
 
     return sweeprun.run(
         notebook,
@@ -520,3 +517,14 @@ def grid(
         output_dir=output_dir,
         progress=progress,
     )
+
+
+def _has_frontend() -> bool:
+    from nbtrack.widgets.live import has_frontend
+
+    return has_frontend()
+
+
+# A GridResult's panel (grids sit below widgets and the facade: they are handed these).
+_grids.display_hooks.compare = compare
+_grids.display_hooks.has_frontend = _has_frontend

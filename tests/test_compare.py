@@ -16,7 +16,9 @@ from mlflow import MlflowClient
 import nbtrack
 from nbtrack import store
 from nbtrack.errors import MissingExtra, NotFound, UsageError
+from nbtrack.query import cache as runcache
 from nbtrack.query import compare as comparedata
+from nbtrack.query import filters
 from nbtrack.query import table as runtable
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -172,29 +174,27 @@ PARITY = [
 @pytest.mark.parametrize("expression", PARITY)
 def test_local_filter_matches_mlflow(sweep, expression):
     query, names = runtable.query_for("cmp")
-    cache = runtable.RunCache(query, names).load()
-    runtable.parse_filter(expression)  # it is evaluated locally, not sent to MLflow
-    local = runtable.matching(cache, expression)
+    cache = runcache.RunCache(query, names).load()
+    filters.parse_filter(expression)  # it is evaluated locally, not sent to MLflow
+    local = filters.matching(cache, expression)
     remote = set(mlflow.search_runs(experiment_names=["cmp"], filter_string=expression)["run_id"])
     assert local == remote, expression
 
 
 def test_run_id_lists_and_unsupported_expressions(sweep):
     query, names = runtable.query_for("cmp")
-    cache = runtable.RunCache(query, names).load()
+    cache = runcache.RunCache(query, names).load()
     ids = f"('{sweep['r1']}', '{sweep['r2']}')"
-    assert runtable.matching(cache, f"attributes.run_id IN {ids}") == {sweep["r1"], sweep["r2"]}
-    assert len(runtable.matching(cache, f"attributes.run_id NOT IN {ids}")) == 4
+    assert filters.matching(cache, f"attributes.run_id IN {ids}") == {sweep["r1"], sweep["r2"]}
+    assert len(filters.matching(cache, f"attributes.run_id NOT IN {ids}")) == 4
     # Not evaluated here (artifact_uri, datasets): MLflow answers, on the cached runs.
-    with pytest.raises(runtable.NotLocal):
-        runtable.parse_filter("attributes.artifact_uri LIKE '%'")
-    assert runtable.matching(cache, "attributes.artifact_uri LIKE '%mlruns%'") == set(
-        sweep.values()
-    )
-    assert runtable.matching(cache, "datasets.name = 'x'") == set()
-    assert runtable.matching(cache, "  ") is None
+    with pytest.raises(filters.NotLocal):
+        filters.parse_filter("attributes.artifact_uri LIKE '%'")
+    assert filters.matching(cache, "attributes.artifact_uri LIKE '%mlruns%'") == set(sweep.values())
+    assert filters.matching(cache, "datasets.name = 'x'") == set()
+    assert filters.matching(cache, "  ") is None
     with pytest.raises(UsageError, match="MLflow cannot read"):
-        runtable.matching(cache, "params.lr = 0.1")  # params compare with strings, MLflow says
+        filters.matching(cache, "params.lr = 0.1")  # params compare with strings, MLflow says
 
 
 # -- caching and incremental refresh -----------------------------------------------------------
@@ -202,12 +202,12 @@ def test_run_id_lists_and_unsupported_expressions(sweep):
 
 def test_refresh_fetches_new_and_running_runs_only(store):
     # started before a refresh's window: as far as a refresh knows, long finished
-    old = int(time.time() * 1000) - 2 * runtable.WINDOW_MS
+    old = int(time.time() * 1000) - 2 * runcache.WINDOW_MS
     done = _plain("done", {"lr": "1"}, {"acc": 0.1}, start_time=old)
     running = _plain("running", {"lr": "2"}, {"acc": 0.2}, status=None)
     doomed = _plain("doomed", {"lr": "3"}, status=None)
     query, names = runtable.query_for("cmp")
-    cache = runtable.cache_for(query, names)
+    cache = runcache.cache_for(query, names)
     cache.load()
     assert len(cache) == 3 and cache.last["kind"] == "full"
     version = cache.version
@@ -240,7 +240,7 @@ def test_refresh_fetches_new_and_running_runs_only(store):
 def test_runs_reuses_the_kernels_cache(sweep):
     nbtrack.runs("cmp")
     query, _ = runtable.query_for("cmp")
-    cache = runtable.cache_for(query)
+    cache = runcache.cache_for(query)
     assert cache.last["kind"] == "full"
     _plain("later", {"lr": "9"}, {"val_acc": 0.99})
     df = nbtrack.runs("cmp", order_by="metrics.val_acc DESC")
@@ -252,7 +252,7 @@ def test_runs_reuses_the_kernels_cache(sweep):
 def test_pages_fill_the_table_as_they_arrive(sweep, monkeypatch):
     monkeypatch.setattr(store, "SEARCH_PAGE", 2)
     query, names = runtable.query_for("cmp")
-    cache = runtable.RunCache(query, names)
+    cache = runcache.RunCache(query, names)
     seen = [(n, len(cache.frame())) for n in cache.pages()]
     assert seen == [(2, 2), (4, 4), (6, 6)]
     assert cache.complete and cache.last["requests"] == 3
@@ -262,7 +262,7 @@ def test_capped_refresh_keeps_the_newest(store):
     for i in range(3):
         _plain(f"r{i}")
     query, names = runtable.query_for("cmp", max_runs=2)
-    cache = runtable.RunCache(query, names).load()
+    cache = runcache.RunCache(query, names).load()
     assert sorted(r.name for r in cache.records()) == ["r1", "r2"]
     _plain("r3")
     cache.refresh()

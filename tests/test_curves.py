@@ -17,7 +17,9 @@ import nbtrack
 from nbtrack.errors import NotFound, UsageError
 from nbtrack.frontends.magic import live_listener
 from nbtrack.query import curves as curvedata
-from nbtrack.query.curves import Curves, LiveCurves, RunRef, ema, family_of, group, lttb
+from nbtrack.query import styles as curvestyles
+from nbtrack.query.curves import Curves, LiveCurves, RunRef, family_of, group
+from nbtrack.query.sampling import ema, lttb
 from nbtrack.widgets import static
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -244,7 +246,7 @@ def test_same_names_are_told_apart(store):
 
 def test_styles_one_colour_per_run_line_style_per_role(three_runs):
     data = curvedata.load(three_runs, metrics="loss")
-    styles = curvedata.styles(data)
+    styles = curvestyles.styles(data)
     by_run = {}
     for s, st in zip(data.series, styles, strict=True):
         by_run.setdefault(s.run.name, set()).add(st.colour)
@@ -261,7 +263,9 @@ def test_single_run_colours_by_role():
     live = LiveCurves(ref)
     live.add([(ref.run_id, k, 1.0, 0, 0) for k in ("train_loss", "val_loss", "val_acc", "loss")])
     data = live.snapshot()
-    colours = {s.key: st.colour for s, st in zip(data.series, curvedata.styles(data), strict=True)}
+    colours = {
+        s.key: st.colour for s, st in zip(data.series, curvestyles.styles(data), strict=True)
+    }
     assert colours["train_loss"] != colours["val_loss"]
     assert colours["val_loss"] == colours["val_acc"]  # val looks the same in every subplot
     assert colours["loss"] != colours["train_loss"]  # same family, no role: told apart

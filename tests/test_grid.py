@@ -25,7 +25,7 @@ from nbtrack.grids import executors
 from nbtrack.grids import run as sweeprun
 from nbtrack.grids import spec as sweep
 from nbtrack.grids.point import PointOutcome, PointTask
-from nbtrack.query import table as runtable
+from nbtrack.query import filters
 
 SMALL = "grid_small.ipynb"  # lr, batch_size, steps; lr * batch_size > 100 raises
 
@@ -157,14 +157,14 @@ def test_full_grid_gives_a_parent_and_a_finished_child_per_point(store, client, 
     assert (best["params.lr"], best["params.batch_size"]) == (0.2, 64)
     assert result.best("loss", mode="min")["params.lr"] == 0.2
     # the comparison panel's filter is evaluated locally, and MLflow agrees
-    assert runtable.parse_filter(result.filter)[0].key == "mlflow.parentRunId"
+    assert filters.parse_filter(result.filter)[0].key == "mlflow.parentRunId"
     table = nbtrack.runs("grid-test", filter=result.filter)
     assert sorted(table["run_id"]) == sorted(r.info.run_id for r in children)
     panel = result.compare(columns=["name", "params.lr", "metrics.score"])
     panel.wait(60)
     assert len(panel.df) == 4
     cache = panel.cache
-    assert runtable.matching(cache, result.filter) == {r.info.run_id for r in children}
+    assert filters.matching(cache, result.filter) == {r.info.run_id for r in children}
     text, page = repr(result), result._repr_html_()
     assert "4 FINISHED" in text and "best score (max) 12.8 at lr=0.2, batch_size=64" in text
     assert "nbtrack-grid" in page and result.grid_run_id in page

@@ -22,7 +22,8 @@ import pytest
 import nbtrack
 from nbtrack import store as nbstore
 from nbtrack.errors import InvalidMetric, NbtrackWarning, UsageError, warn
-from nbtrack.tracking.metrics.writer import MetricWriter, check_key
+from nbtrack.tracking.metrics.points import check_key
+from nbtrack.tracking.metrics.writer import MetricWriter
 
 
 def _persist(uri: str, run_id: str, points: list) -> None:
@@ -264,7 +265,7 @@ def test_a_writer_process_that_dies_loses_nothing(store, client, run_id, tmp_pat
         for i in range(1, n):
             w.put(store, run_id, {"loss": float(i)}, i)
             if i == 10_000:  # writers busy, chunks in flight: kill one of them
-                victim = w._workers[0]
+                victim = w._pool.workers[0]
                 while not victim.inflight:
                     time.sleep(0.001)
                 os.kill(victim.proc.pid, signal.SIGKILL)
@@ -317,12 +318,12 @@ def test_a_killed_kernel_loses_only_what_was_still_queued_in_it(store, client, t
         while time.monotonic() < deadline:  # until the writer processes hold chunks
             with w._cond:
                 held = sum(
-                    len(c) for x in w._workers for seq, c in x.inflight.items()
+                    len(c) for x in w._pool.workers for seq, c in x.inflight.items()
                     if seq <= x.last_sent
                 )
                 if held:
                     written = w.stats()["written"] - base
-                    pids = [x.proc.pid for x in w._workers]
+                    pids = [x.proc.pid for x in w._pool.workers]
                     break
             time.sleep(0.001)
         print(run.run_id, written, held, *pids, flush=True)

@@ -12,30 +12,15 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nbtrack.errors import MissingExtra, UsageError, warn
+from nbtrack.grids import display_hooks
 from nbtrack.grids.point import TAG_ATTEMPT, TAG_ERROR, TAG_POINT, TAG_SECONDS, TAG_STATUS
 
-
-@dataclass
-class _DisplayHooks:
-    """How a GridResult shows its panel: handed in by the facade (``nbtrack.grid``), because
-    the panel and the frontend check live above grids (tests/test_layers.py)."""
-
-    compare: Callable[..., Any] | None = None
-    has_frontend: Callable[[], bool] = lambda: False
-
-
-_display = _DisplayHooks()
-
-
-def set_display_hooks(compare: Callable[..., Any], has_frontend: Callable[[], bool]) -> None:
-    """Set what ``GridResult.compare`` and its notebook display call."""
-    _display.compare = compare
-    _display.has_frontend = has_frontend
+_display = display_hooks
 
 
 PENDING = "PENDING"  # not run (yet): the grid was stopped before it, or it is still queued

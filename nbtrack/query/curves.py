@@ -9,16 +9,12 @@ fallback (``nbtrack.widgets.static``) draw what this module returns. Data comes 
 
 - Families: ``train_loss`` and ``val_loss`` are the "loss" family and share a subplot; the role
   (``train``, ``val``...) decides the line style.
-- Long series are downsampled for display with LTTB (largest triangle three buckets), which keeps
-  the shape, the first and last points and, as nbtrack adds, the global minimum and maximum. The
-  full history stays in MLflow.
-- Smoothing is an exponential moving average with TensorBoard's debiasing, applied to the points
-  drawn (TensorBoard also smooths the sample it draws, not the full history).
+- Long series are downsampled for display (query.sampling: LTTB keeping the extremes), smoothed
+  on demand (EMA); query.styles tells series apart.
 """
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from array import array
@@ -29,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from nbtrack.errors import UsageError
+from nbtrack.query.sampling import MAX_POINTS, downsample
 from nbtrack.record import TAG_RUN_NAME, RunView
 
-MAX_POINTS = 2000  # per series on screen: more than a plot is wide in pixels, cheap for plotly
 X_AXES = ("step", "time", "timestamp")
 X_LABELS = {"step": "step", "time": "time (s)", "timestamp": "time (UTC)"}
 
@@ -135,167 +131,6 @@ def display_names(runs: Sequence[RunRef]) -> dict[str, str]:
 
 
 # -- telling series apart ----------------------------------------------------------------------
-
-# Plotly's default qualitative palette: the same colours in the widget and the static picture.
-PALETTE = (
-    "#636efa",
-    "#ef553b",
-    "#00cc96",
-    "#ab63fa",
-    "#ffa15a",
-    "#19d3f3",
-    "#ff6692",
-    "#b6e880",
-    "#ff97ff",
-    "#fecb52",
-)
-DASHES = {"train": "solid", "": "solid", "val": "dash", "test": "dot"}
-_ROLE_COLOUR = {"train": 0, "": 0, "val": 1, "test": 2}
-
-
-@dataclass(frozen=True)
-class Style:
-    colour: str
-    dash: str  # plotly's names: solid, dash, dot, dashdot
-    legend: str  # the legend entry this series belongs to (not escaped)
-    group: str  # series of one legend entry toggle together
-    first: bool  # the series that shows its group's legend entry
-
-
-def _solid(s: Series) -> bool:
-    return DASHES.get(s.role) == "solid"
-
-
-def styles(curves: Curves) -> list[Style]:
-    """How each series of ``curves`` is drawn, in order.
-
-    Several runs: one colour per run (its name in the legend), the line style tells train from
-    val. One run (the live view): colour by role, one legend entry per metric, so that
-    train_loss and val_loss differ at a glance."""
-    runs = curves.runs()
-    out: list[Style] = []
-    seen: set[str] = set()
-    if len(runs) > 1:
-        names = curves.names()
-        index = {r.run_id: i for i, r in enumerate(runs)}
-        # The legend entry of a run is drawn like its series that carries it: prefer a solid one.
-        carrier: dict[str, int] = {}
-        for i, s in enumerate(curves.series):
-            current = carrier.get(s.run.run_id)
-            if current is None or (_solid(s) and not _solid(curves.series[current])):
-                carrier[s.run.run_id] = i
-        for i, s in enumerate(curves.series):
-            group = s.run.run_id
-            colour = PALETTE[index[group] % len(PALETTE)]
-            dash = DASHES.get(s.role, "dashdot")
-            out.append(Style(colour, dash, names[group], group, carrier[group] == i))
-        return out
-    used: dict[str, set[int]] = {}
-    for s in curves.series:
-        taken = used.setdefault(s.family, set())
-        c = _ROLE_COLOUR.get(s.role, 3)
-        while c in taken:
-            c += 1
-        taken.add(c)
-        dash = DASHES.get(s.role, "dashdot")
-        out.append(Style(PALETTE[c % len(PALETTE)], dash, s.key, s.key, s.key not in seen))
-        seen.add(s.key)
-    return out
-
-
-# -- downsampling and smoothing ----------------------------------------------------------------
-
-
-def lttb(x: np.ndarray, y: np.ndarray, n: int) -> np.ndarray:
-    """Indices of ``n`` points of (x, y) that keep the curve's shape (Steinarsson's LTTB), always
-    including the first and last points and the global minimum and maximum of ``y``.
-
-    ``x`` must be sorted; ``y`` finite. Returns sorted indices; all of them when ``n >= len(x)``.
-    """
-    size = len(x)
-    if n >= size:
-        return np.arange(size)
-    if n < 3:
-        raise ValueError(f"lttb needs n >= 3 (first, last and one bucket), got {n}")
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x[0]  # epoch milliseconds summed a million times would lose their last digits
-    y = np.asarray(y, dtype=np.float64)
-    buckets = n - 2
-    # Bucket b covers [edges[b], edges[b+1]) of the inner points 1 .. size-2.
-    edges = (np.arange(buckets + 1) * ((size - 2) / buckets)).astype(np.int64) + 1
-    edges[-1] = size - 1
-    # Mean of each bucket (and of the last point, after the last bucket), from cumulative sums.
-    cx = np.concatenate(([0.0], np.cumsum(x)))
-    cy = np.concatenate(([0.0], np.cumsum(y)))
-    lo = np.append(edges[:-1], size - 1)
-    hi = np.append(edges[1:], size)
-    counts = hi - lo
-    mean_x = (cx[hi] - cx[lo]) / counts
-    mean_y = (cy[hi] - cy[lo]) / counts
-
-    picks = np.empty(n, dtype=np.int64)
-    picks[0], picks[-1] = 0, size - 1
-    a = 0
-    for b in range(buckets):
-        start, end = edges[b], edges[b + 1]
-        ax, ay = x[a], y[a]
-        # Twice the area of the triangle (a, candidate, mean of the next bucket); the sign and
-        # the factor do not change which candidate is largest.
-        area = np.abs(
-            (ax - mean_x[b + 1]) * (y[start:end] - ay) - (ax - x[start:end]) * (mean_y[b + 1] - ay)
-        )
-        a = start + int(np.argmax(area))
-        picks[b + 1] = a
-    return _force(picks, edges, y)
-
-
-def _force(picks: np.ndarray, edges: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Put the global min and max of y into the picks, each replacing its bucket's pick (or a
-    neighbour's, when both fall in one bucket), so that the drawn y range is the data's."""
-    buckets = len(edges) - 1
-    chosen = set(picks.tolist())
-    required = {int(np.argmin(y)), int(np.argmax(y))}
-
-    def bucket_of(i: int) -> int:  # -1 or `buckets` for the first and last points
-        return int(np.searchsorted(edges, i, side="right")) - 1
-
-    # Buckets whose pick is a required point already must keep it.
-    taken = {bucket_of(i) for i in required if i in chosen}
-    for idx in sorted(required - chosen):
-        home = bucket_of(idx)
-        free = [b for b in range(buckets) if b not in taken]
-        if not free:  # n == 3 and both extremes inside: only one of them fits
-            break
-        b = min(free, key=lambda b: abs(b - home))
-        picks[b + 1] = idx
-        taken.add(b)
-    return np.sort(picks)
-
-
-def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    idx = lttb(x, y, n)
-    return x[idx], y[idx]
-
-
-def ema(y: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
-    """Exponential moving average, debiased as TensorBoard does (the start is not pulled
-    towards 0). ``weight`` in [0, 1): 0 leaves the values as they are."""
-    if not 0 <= weight < 1:
-        raise UsageError(f"smoothing must be in [0, 1), got {weight}", "try 0.6")
-    values = np.asarray(y, dtype=np.float64)
-    if weight == 0 or len(values) == 0:
-        return values.copy()
-    out = np.empty_like(values)
-    acc, n = 0.0, 0
-    for i, v in enumerate(values.tolist()):
-        if math.isfinite(v):
-            acc = acc * weight + (1 - weight) * v
-            n += 1
-        out[i] = acc / (1 - weight**n) if n else v
-    return out
-
-
-# -- building series ---------------------------------------------------------------------------
 
 
 def x_values(steps: np.ndarray, stamps: np.ndarray, x: str, start_ms: int | None) -> np.ndarray:
@@ -524,16 +359,12 @@ __all__ = [
     "LiveCurves",
     "RunRef",
     "Series",
-    "Style",
     "display_names",
     "downsample",
-    "ema",
     "family_of",
     "group",
     "load",
-    "lttb",
     "resolve_runs",
     "select_keys",
     "series_from_history",
-    "styles",
 ]

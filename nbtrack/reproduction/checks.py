@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nbtrack.capture.git import run_git
-from nbtrack.query.compare import parse_requirements
+from nbtrack.query.diff import parse_requirements
 from nbtrack.reproduction.report import Check, MetricDiff
 
 DETAIL_LINES = 200  # of a diff kept in a check's detail

@@ -24,7 +24,8 @@ from nbtrack.capture import data as datacap
 from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
-from nbtrack.tracking.metrics.writer import MetricWriter, check_key, check_value
+from nbtrack.tracking.metrics.points import check_key, check_value
+from nbtrack.tracking.metrics.writer import MetricWriter
 
 
 @dataclass

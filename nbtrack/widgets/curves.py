@@ -3,7 +3,7 @@ slider and a log-scale toggle; its output also carries the static picture (``tex
 nbconvert, GitHub and a notebook opened without its kernel show instead of the widget.
 
 The figure code here is shared with the live view (``nbtrack.widgets.live``): one subplot per
-metric family, series told apart as ``nbtrack.query.curves.styles`` says.
+metric family, series told apart as ``nbtrack.query.styles`` says.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from nbtrack.errors import MissingExtra, warn
-from nbtrack.query.curves import Curves, Series, Style, ema, styles
+from nbtrack.query.curves import Curves, Series
+from nbtrack.query.sampling import ema
+from nbtrack.query.styles import Style, styles
 from nbtrack.widgets import static
 from nbtrack.widgets._html import plotly_text as _esc
 

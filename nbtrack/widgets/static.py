@@ -12,7 +12,9 @@ import time
 
 import numpy as np
 
-from nbtrack.query.curves import Curves, Series, Style, ema, lttb, styles
+from nbtrack.query.curves import Curves, Series
+from nbtrack.query.sampling import ema, lttb
+from nbtrack.query.styles import Style, styles
 from nbtrack.widgets._html import esc
 from nbtrack.widgets._html import number as _fmt
 

@@ -10,6 +10,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from nbtrack.errors import NbtrackError, warn
+from nbtrack.query import cache as runcache
 from nbtrack.query import compare as core
 from nbtrack.query import table as runtable
 from nbtrack.widgets._html import esc
@@ -28,7 +29,7 @@ class ComparePanel(TableMixin, PlotsMixin, ActionsMixin, widgets.VBox):
 
     def __init__(
         self,
-        cache: runtable.RunCache,
+        cache: runcache.RunCache,
         *,
         experiment_names: Sequence[str],
         order: Sequence[tuple[str, bool]] = (),
@@ -153,7 +154,7 @@ def show(
     from nbtrack.widgets.live import has_frontend
 
     query, names = runtable.query_for(experiment, filter, order_by, max_runs)
-    cache = runtable.cache_for(query, names)
+    cache = runcache.cache_for(query, names)
     panel = ComparePanel(
         cache,
         experiment_names=list(names.values()),

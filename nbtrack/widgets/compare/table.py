@@ -10,8 +10,10 @@ from typing import Any
 import ipywidgets as widgets
 from ipydatagrid import StreamingDataGrid
 
+from nbtrack.query import cache as runcache
 from nbtrack.query import compare as core
-from nbtrack.query import table as runtable
+from nbtrack.query import diff as rundiff
+from nbtrack.query import filters
 from nbtrack.widgets._html import esc
 
 MAX_DIFF = 6  # runs in one diff view
@@ -56,10 +58,10 @@ class _Quiet:
 class TableMixin:
     """The table part of ``ComparePanel``: its controls, the rows shown and the selection."""
 
-    cache: runtable.RunCache
+    cache: runcache.RunCache
 
     def _init_table(
-        self, cache: runtable.RunCache, order: Sequence[tuple[str, bool]], columns
+        self, cache: runcache.RunCache, order: Sequence[tuple[str, bool]], columns
     ) -> None:
         self.cache = cache
         self._lock = threading.RLock()
@@ -112,7 +114,7 @@ class TableMixin:
 
     def _on_filter(self, _change: Any = None) -> None:
         text = self.filter_box.value.strip()
-        self._filter_ids = runtable.matching(self.cache, text) if text else None
+        self._filter_ids = filters.matching(self.cache, text) if text else None
         self.update()
 
     def _on_sort(self, _change: Any = None) -> None:
@@ -178,7 +180,7 @@ class TableMixin:
             self._frame = self.cache.frame()
             self._frame_version = self.cache.version
             if self.filter_box.value.strip():  # new runs: evaluate the filter on them too
-                self._filter_ids = runtable.matching(self.cache, self.filter_box.value)
+                self._filter_ids = filters.matching(self.cache, self.filter_box.value)
         return self._frame
 
     def shown_columns(self) -> list[str]:
@@ -289,11 +291,11 @@ class TableMixin:
         order = sorted(range(len(rows)), key=lambda i: rank[rows["run_id"].iloc[i]])
         return rows.iloc[order].reset_index(drop=True)
 
-    def diff(self) -> core.RunsDiff | None:
+    def diff(self) -> rundiff.RunsDiff | None:
         """The diff of the selected runs (None with fewer than two)."""
         if len(self._selected) < 2:
             return None
-        return core.diff(*self._selected[:MAX_DIFF])
+        return rundiff.diff(*self._selected[:MAX_DIFF])
 
 
 def _set_options(dropdown: widgets.Widget, options: list) -> None:

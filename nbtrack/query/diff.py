@@ -1,0 +1,426 @@
+"""What was different about two or more runs: their records read back, compared by section.
+
+``diff(run_a, run_b, ...)`` reads each run's record (params, metrics, tags and the cell source,
+requirements and git diff artifacts) through ``nbtrack.store`` and keeps only what differs, by
+section: params, metrics, code, data, environment, plus unified diffs of the cell source and of
+the uncommitted changes. ``RunsDiff`` shows itself as text and as HTML; every string that came
+from a run is escaped in the HTML.
+
+(Snapshot is the diff's own view of a run: a RunView plus the three artifact texts it compares.)
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import math
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nbtrack import record as _record
+from nbtrack.errors import UsageError
+from nbtrack.query import compare
+
+# -- a run's record, for diffs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a diff looks at for one run."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    status: str
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+    tags: Mapping[str, str]
+    datasets: Mapping[str, str]  # dataset name -> digest
+    cell: str | None
+    requirements: str | None
+    git_diff: str | None
+
+    @property
+    def config(self) -> dict[str, str]:
+        """Params that configure the run (random_seed included: it changes the outcome)."""
+        return {
+            k: v
+            for k, v in self.params.items()
+            if k not in (_record.PARAM_GIT_COMMIT, _record.PARAM_DATA_HASH)
+            and not compare.ENV_PARAM.match(k)
+        }
+
+    @property
+    def packages(self) -> dict[str, str]:
+        return parse_requirements(self.requirements or "")
+
+
+def parse_requirements(text: str) -> dict[str, str]:
+    """``name==version`` lines -> {normalised name: version} (other lines keep their text)."""
+    out = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        key = re.sub(r"[-_.]+", "-", name.strip()).lower()
+        out[key] = version.strip() if sep else line
+    return out
+
+
+_snapshots: dict[tuple[str, str], Snapshot] = {}
+_snap_lock = threading.Lock()
+
+
+def snapshot(run_id: str) -> Snapshot:
+    """The record of a run, read through nbtrack.store; finished runs are cached (their
+    artifacts do not change)."""
+    from nbtrack import store
+
+    uri = store.tracking_uri()
+    with _snap_lock:
+        hit = _snapshots.get((uri, run_id))
+    if hit is not None:
+        return hit
+    store.configure()
+    run = store.get_run(run_id)
+    info = data = run
+    snap = Snapshot(
+        run_id=info.run_id,
+        name=info.name or info.run_id[:8],
+        experiment_id=info.experiment_id,
+        status=info.status,
+        params=dict(data.params),
+        metrics=dict(data.metrics),
+        tags=dict(data.tags),
+        datasets=dict(run.datasets),
+        cell=store.artifact_text(run_id, _record.ARTIFACT_CELL),
+        requirements=store.artifact_text(run_id, _record.ARTIFACT_REQUIREMENTS),
+        git_diff=store.artifact_text(run_id, _record.ARTIFACT_GIT_DIFF),
+    )
+    if snap.status != "RUNNING":
+        with _snap_lock:
+            if len(_snapshots) > 512:  # a kernel's worth of diffs; artifacts can be large
+                _snapshots.clear()
+            _snapshots[(uri, run_id)] = snap
+    return snap
+
+
+# -- the diff ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    """One key that differs: its value in each run (None: the run does not have it)."""
+
+    key: str
+    values: tuple[str | None, ...]
+
+    @property
+    def change(self) -> str:
+        if len(self.values) == 2:
+            a, b = self.values
+            return "added" if a is None else "removed" if b is None else "changed"
+        return "differs"
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    rows: list[Row]
+    same: dict[str, str]  # identical keys and their common value
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def keys(self) -> list[str]:
+        return [r.key for r in self.rows]
+
+
+@dataclass(frozen=True)
+class TextDiff:
+    """A unified diff of one text between the first run and another."""
+
+    title: str
+    against: str  # the other run's name
+    diff: str  # "" when identical, or when a run did not record the text
+    missing: tuple[str, ...] = ()  # the runs (of the two) that did not record it
+
+    def __bool__(self) -> bool:
+        return bool(self.diff)
+
+
+@dataclass(frozen=True)
+class RunsDiff:
+    """What differs between runs (the first is the reference of the text diffs).
+
+    ``d["params"]`` is a Section (``.rows``, ``.same``); ``d.texts`` the unified diffs.
+    Printed as text; shown as HTML in a notebook."""
+
+    run_ids: tuple[str, ...]
+    names: tuple[str, ...]
+    sections: list[Section]
+    texts: list[TextDiff] = field(default_factory=list)
+
+    def __getitem__(self, title: str) -> Section:
+        for s in self.sections:
+            if s.title == title:
+                return s
+        raise KeyError(title)
+
+    @property
+    def identical(self) -> bool:
+        return not any(self.sections) and not any(self.texts)
+
+    def __repr__(self) -> str:
+        return render_text(self)
+
+    def _repr_html_(self) -> str:
+        return render_html(self)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _section(title: str, maps: Sequence[Mapping[str, Any]]) -> Section:
+    keys = sorted({k for m in maps for k in m})
+    rows, same = [], {}
+    for k in keys:
+        values = tuple(None if k not in m else _fmt(m[k]) for m in maps)
+        if len(set(values)) == 1 and values[0] is not None:
+            same[k] = values[0]
+        else:
+            rows.append(Row(k, values))
+    return Section(title, rows, same)
+
+
+def _code(s: Snapshot) -> dict[str, str]:
+    t = s.tags
+    out = {
+        "git commit": _record.commit_of(t, s.params),
+        "git branch": t.get("mlflow.source.git.branch"),
+        "git dirty": t.get("nbtrack.git.dirty"),
+        "notebook": t.get("mlflow.source.name"),
+        "notebook sha256": t.get("nbtrack.notebook.sha256"),
+        # not the cell's sha256: the cell source diff shows what changed in it
+    }
+    return {k: v for k, v in out.items() if v}
+
+
+def _data(s: Snapshot) -> dict[str, str]:
+    out = {f"dataset {name}": digest for name, digest in s.datasets.items()}
+    if s.params.get("data_hash"):
+        out["data_hash"] = s.params["data_hash"]
+    return out
+
+
+def _environment(s: Snapshot, packages: bool) -> dict[str, str]:
+    """Python and package versions: every installed distribution (requirements.txt) when all the
+    runs compared recorded one, else the ``<lib>_version`` params, which every nbtrack run has."""
+    out = {}
+    for k, v in s.params.items():
+        m = compare.ENV_PARAM.match(k)
+        if m and (m.group(1) == "python" or not packages):
+            out[m.group(1)] = v
+    if packages:
+        out.update(s.packages)
+    elif s.requirements is not None:
+        out["requirements.txt"] = "recorded"
+    return out
+
+
+def unified(a: str | None, b: str | None, name_a: str, name_b: str, path: str) -> str:
+    """A unified diff of two texts ("" when equal); a missing text diffs as empty."""
+    if (a or "") == (b or ""):
+        return ""
+    lines = difflib.unified_diff(
+        (a or "").splitlines(keepends=True),
+        (b or "").splitlines(keepends=True),
+        fromfile=f"{name_a}/{path}",
+        tofile=f"{name_b}/{path}",
+        n=3,
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def display_names(snaps: Sequence[Snapshot]) -> list[str]:
+    """Run names, with a short id where two runs share a name."""
+    counts: dict[str, int] = {}
+    for s in snaps:
+        counts[s.name] = counts.get(s.name, 0) + 1
+    return [s.name if counts[s.name] == 1 else f"{s.name} ({s.run_id[:7]})" for s in snaps]
+
+
+def diff_snapshots(snaps: Sequence[Snapshot]) -> RunsDiff:
+    if len(snaps) < 2:
+        raise UsageError("a diff needs at least two runs", "pass two run ids or select two rows")
+    names = display_names(snaps)
+    packages = all(s.requirements is not None for s in snaps)
+    sections = [
+        _section("params", [s.config for s in snaps]),
+        _section("metrics", [s.metrics for s in snaps]),
+        _section("code", [_code(s) for s in snaps]),
+        _section("data", [_data(s) for s in snaps]),
+        _section("environment", [_environment(s, packages) for s in snaps]),
+        _section("status", [{"status": s.status} for s in snaps]),
+    ]
+    ref = snaps[0]
+    texts = []
+    for s, name in zip(snaps[1:], names[1:], strict=True):
+        texts.append(
+            _text_diff("cell source", ref.cell, s.cell, names[0], name, _record.ARTIFACT_CELL)
+        )
+        # No git.diff means a clean work tree (or no repository): diff it as empty.
+        texts.append(
+            TextDiff(
+                "uncommitted changes",
+                name,
+                unified(ref.git_diff, s.git_diff, names[0], name, _record.ARTIFACT_GIT_DIFF),
+            )
+        )
+    return RunsDiff(tuple(s.run_id for s in snaps), tuple(names), sections, texts)
+
+
+def _text_diff(title: str, a: str | None, b: str | None, na: str, nb: str, path: str) -> TextDiff:
+    # A run without the artifact (a plain MLflow run) is not a run whose text was deleted.
+    missing = tuple(n for n, t in ((na, a), (nb, b)) if t is None)
+    if missing:
+        return TextDiff(title, nb, "", missing)
+    return TextDiff(title, nb, unified(a, b, na, nb, path))
+
+
+def diff(*run_ids: str) -> RunsDiff:
+    """What differs between runs (ids), the first being the reference."""
+    ids = list(dict.fromkeys(run_ids))
+    return diff_snapshots([snapshot(r) for r in ids])
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _cell(value: str | None) -> str:
+    return "(none)" if value is None else value
+
+
+def render_text(d: RunsDiff) -> str:
+    two = len(d.names) == 2
+    lines = [f"nbtrack diff: {' → '.join(d.names) if two else ' | '.join(d.names)}"]
+    if d.identical:
+        lines.append("  the runs are identical in params, metrics, code, data and environment")
+    for s in d.sections:
+        if not s.rows:
+            continue
+        lines.append(f"{s.title} ({len(s.rows)} differ, {len(s.same)} identical)")
+        width = min(28, max(len(r.key) for r in s.rows))
+        for r in s.rows:
+            sep = " → " if two else " | "
+            lines.append(f"  {r.key:<{width}}  {sep.join(_cell(v) for v in r.values)}")
+    quiet = [s.title for s in d.sections if not s.rows and s.same]
+    quiet += sorted({t.title for t in d.texts if not t and not t.missing})
+    if quiet and not d.identical:
+        lines.append("identical: " + ", ".join(quiet))
+    for t in d.texts:
+        if t:
+            lines.append(f"{t.title} ({d.names[0]} → {t.against}):")
+            lines += ["  " + line for line in t.diff.rstrip("\n").splitlines()]
+        elif t.missing:
+            lines.append(f"{t.title}: not recorded for {', '.join(t.missing)}")
+    return "\n".join(lines)
+
+
+STYLE = (
+    "<style>.nbtrack-diff{font:12px/1.45 sans-serif;margin:4px 0}"
+    ".nbtrack-diff table{border-collapse:collapse;margin:2px 0 8px}"
+    ".nbtrack-diff td,.nbtrack-diff th{padding:1px 8px;"
+    "border-bottom:1px solid rgba(127,127,127,.2);text-align:left;vertical-align:top;"
+    "max-width:32em;overflow-wrap:anywhere}"
+    ".nbtrack-diff h4{margin:6px 0 2px;font-size:12px}"
+    ".nbtrack-diff .none{color:#999;font-style:italic}"
+    ".nbtrack-diff pre{font-size:11px;margin:2px 0;padding:4px;background:rgba(127,127,127,.07);"
+    "overflow-x:auto;max-height:30em}"
+    ".nbtrack-diff .add{color:#1b5e20}.nbtrack-diff .del{color:#b71c1c}"
+    ".nbtrack-diff .hunk{color:#6a1b9a}.nbtrack-diff summary{cursor:pointer;color:#555}"
+    "</style>"
+)
+
+
+def _value_html(v: str | None) -> str:
+    return "<span class='none'>(none)</span>" if v is None else html.escape(v)
+
+
+def _diff_html(text: str) -> str:
+    out = []
+    for line in text.rstrip("\n").splitlines():
+        e = html.escape(line)
+        if line.startswith(("+++", "---")):
+            out.append(f"<b>{e}</b>")
+        elif line.startswith("+"):
+            out.append(f"<span class='add'>{e}</span>")
+        elif line.startswith("-"):
+            out.append(f"<span class='del'>{e}</span>")
+        elif line.startswith("@@"):
+            out.append(f"<span class='hunk'>{e}</span>")
+        else:
+            out.append(e)
+    return "<pre>" + "\n".join(out) + "</pre>"
+
+
+def render_html(d: RunsDiff) -> str:
+    e = html.escape
+    two = len(d.names) == 2
+    head = "".join(f"<th>{e(n)}</th>" for n in d.names)
+    parts = [
+        STYLE,
+        "<div class='nbtrack-diff'>",
+        f"<b>nbtrack diff</b> · {' → '.join(e(n) for n in d.names)}",
+    ]
+    if d.identical:
+        parts.append(
+            "<div>the runs are identical in params, metrics, code, data and environment</div>"
+        )
+    for s in d.sections:
+        if not s.rows:
+            continue  # named in the "identical" line below
+        parts.append(f"<h4>{e(s.title)}</h4>")
+        extra = "<th></th>" if two else ""
+        rows = []
+        for r in s.rows:
+            change = f"<td class='none'>{e(r.change)}</td>" if two else ""
+            cells = "".join(f"<td>{_value_html(v)}</td>" for v in r.values)
+            rows.append(f"<tr data-key='{e(r.key, quote=True)}'><td>{e(r.key)}</td>{cells}")
+            rows[-1] += f"{change}</tr>"
+        parts.append(
+            f"<table class='nbtrack-diff-{e(s.title)}'><tr><th></th>{head}{extra}</tr>"
+            + "".join(rows)
+            + "</table>"
+        )
+        if s.same:
+            items = ", ".join(f"{e(k)}={e(v)}" for k, v in s.same.items())
+            parts.append(
+                f"<details><summary>{len(s.same)} {e(s.title)} identical</summary>"
+                f"<div style='color:#555'>{items}</div></details>"
+            )
+    for t in d.texts:
+        if t:
+            parts.append(f"<h4>{e(t.title)} ({e(d.names[0])} → {e(t.against)})</h4>")
+            parts.append(_diff_html(t.diff))
+        elif t.missing:
+            parts.append(
+                f"<div class='none'>{e(t.title)}: not recorded for {e(', '.join(t.missing))}</div>"
+            )
+    # Whole sections that agree are named, not listed: their values (package versions, the git
+    # commit) say nothing about the difference, and change from one checkout to the next.
+    same = [s.title for s in d.sections if not s.rows and s.same]
+    same += sorted({t.title for t in d.texts if not t and not t.missing})
+    if same and not d.identical:
+        parts.append(f"<div class='none'>identical: {e(', '.join(same))}</div>")
+    parts.append("</div>")
+    return "".join(parts)
