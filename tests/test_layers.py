@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
@@ -30,20 +32,23 @@ def test_contracts_hold() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_planted_mlflow_import_in_widgets_fails(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("module", "planted", "broken"),
+    [
+        # only store talks to MLflow
+        ("widgets/card.py", "import mlflow", "only nbtrack.store imports mlflow BROKEN"),
+        # the query side reaching up into the notebook frontend
+        (
+            "query/table.py",
+            "import nbtrack.frontends.magic",
+            "nbtrack.query is not allowed to import nbtrack.frontends",
+        ),
+    ],
+)
+def test_a_planted_violation_fails(tmp_path: Path, module: str, planted: str, broken: str) -> None:
     shutil.copytree(ROOT / "nbtrack", tmp_path / "nbtrack")
-    card = tmp_path / "nbtrack" / "widgets" / "card.py"
-    card.write_text("import mlflow  # planted\n" + card.read_text())
+    target = tmp_path / "nbtrack" / module
+    target.write_text(f"{planted}  # planted\n" + target.read_text())
     proc = _lint_imports(tmp_path)
     assert proc.returncode != 0
-    assert "only nbtrack.store imports mlflow BROKEN" in proc.stdout
-
-
-def test_planted_upward_import_fails(tmp_path: Path) -> None:
-    # The query side reaching up into the notebook frontend is the kind of break the layers stop.
-    shutil.copytree(ROOT / "nbtrack", tmp_path / "nbtrack")
-    table = tmp_path / "nbtrack" / "query" / "table.py"
-    table.write_text("import nbtrack.frontends.magic  # planted\n" + table.read_text())
-    proc = _lint_imports(tmp_path)
-    assert proc.returncode != 0
-    assert "nbtrack.query is not allowed to import nbtrack.frontends" in proc.stdout
+    assert broken in proc.stdout
