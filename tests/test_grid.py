@@ -21,7 +21,7 @@ from support import NOTEBOOKS, all_runs, artifact_text
 import nbtrack
 from nbtrack.errors import UsageError
 from nbtrack.frontends import cli
-from nbtrack.grids import executors
+from nbtrack.grids import dask_executor
 from nbtrack.grids import run as sweeprun
 from nbtrack.grids import spec as sweep
 from nbtrack.grids.point import PointOutcome, PointTask
@@ -367,13 +367,13 @@ def test_a_store_only_this_machine_sees_is_refused_for_remote_workers():
         def run(self, fn):
             return {"tcp://10.0.0.7:40000": ("other-host", "0123"), "tcp://127.0.0.1:1": fn()}
 
-    assert executors.machine_local("http://mlflow.internal:5000") is None
-    assert "loopback" in executors.machine_local("http://127.0.0.1:5000")
+    assert dask_executor.machine_local("http://mlflow.internal:5000") is None
+    assert "loopback" in dask_executor.machine_local("http://127.0.0.1:5000")
     with pytest.raises(UsageError) as e:
-        executors.check_store_reachable(Remote(), "sqlite:////data/mlflow.db")
+        dask_executor.check_store_reachable(Remote(), "sqlite:////data/mlflow.db")
     assert "is a file on this machine, and Dask worker tcp://10.0.0.7:40000" in str(e.value)
     assert "mlflow server" in str(e.value)
-    executors.check_store_reachable(Remote(), "http://mlflow.internal:5000")  # reachable
+    dask_executor.check_store_reachable(Remote(), "http://mlflow.internal:5000")  # reachable
 
 
 def test_tasks_and_outcomes_cross_process_boundaries():

@@ -16,9 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbtrack import store
 from nbtrack.errors import MissingExtra, UsageError, warn
 from nbtrack.grids import display_hooks
-from nbtrack.grids.point import TAG_ATTEMPT, TAG_ERROR, TAG_POINT, TAG_SECONDS, TAG_STATUS
+from nbtrack.grids.point import TAG_ATTEMPT, TAG_ERROR, TAG_GRID, TAG_POINT, TAG_SECONDS, TAG_STATUS
+from nbtrack.record import ARTIFACT_GRID_POINTS as POINTS
+from nbtrack.record import TAG_GRID_NOTEBOOK as TAG_NOTEBOOK
+from nbtrack.record import TAG_GRID_POINTS as TAG_POINTS
 
 _display = display_hooks
 
@@ -306,6 +310,29 @@ class GridResult:
             + "<div style='color:#888'>.df: every point · .best() · .compare(): the comparison "
             "panel on these runs</div></div>"
         )
+
+
+def load(
+    grid_run_id: str, *, metric: str | None = None, mode: str = "max", status: str | None = None
+) -> GridResult:
+    """The GridResult of a grid from its record (any grid, finished or not)."""
+    run = store.get_run(grid_run_id)
+    tags = run.tags
+    if TAG_POINTS not in tags:
+        raise UsageError(f"run {grid_run_id} is not a grid's parent run")
+    text = store.artifact_text(grid_run_id, POINTS) or "[]"
+    points = [p["params"] for p in sorted(json.loads(text), key=lambda p: p["index"])]
+    exp_id = run.experiment_id
+    runs = store.search_all_runs([exp_id], store.tag_filter({TAG_GRID: grid_run_id}))
+    return GridResult(
+        grid_run_id,
+        store.experiment_name(exp_id),
+        tags.get(TAG_NOTEBOOK, ""),
+        point_records(points, runs),
+        status=status or run.status,
+        metric=metric,
+        mode=mode,
+    )
 
 
 def _py(value: Any) -> Any:

@@ -27,12 +27,10 @@ import contextlib
 import json
 import os
 import shlex
-import signal
 import socket
-import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,13 +40,13 @@ from nbtrack.errors import UsageError, warn
 from nbtrack.grids import executors
 from nbtrack.grids import spec as sweep
 from nbtrack.grids.point import TAG_ATTEMPT, TAG_GRID, PointOutcome, PointTask
-from nbtrack.grids.result import GridResult, point_records
+from nbtrack.grids.progress import Progress, sigint_deferred
+from nbtrack.grids.result import GridResult, load, point_records
+from nbtrack.record import ARTIFACT_GRID_POINTS as POINTS
+from nbtrack.record import ARTIFACT_GRID_SPEC as SPEC
+from nbtrack.record import TAG_GRID_NOTEBOOK as TAG_NOTEBOOK
+from nbtrack.record import TAG_GRID_POINTS as TAG_POINTS  # on the parent: marks a grid
 from nbtrack.tracking import tracker
-
-TAG_POINTS = "nbtrack.grid.points"  # on the parent: how many points (marks a grid's parent)
-TAG_NOTEBOOK = "nbtrack.grid.notebook"
-SPEC = "nbtrack/grid/spec.json"
-POINTS = "nbtrack/grid/points.json"
 
 
 @dataclass
@@ -111,7 +109,7 @@ def run(
         plan = None
     ex: executors.Executor | None = None
     outcomes: dict[int, PointOutcome] = {}
-    bar: _Progress | None = None
+    bar: Progress | None = None
     try:
         # The fork server starts importing (papermill, MLflow, ipykernel) while this process
         # records the parent run; workers open the store only once it exists.
@@ -119,7 +117,7 @@ def run(
         if plan is None:
             plan = _new(path, spec, points, experiment)
         _describe_run(plan, executor, parallel)
-        bar = _Progress(plan, metric, mode, enabled=progress)
+        bar = Progress(plan, metric, mode, enabled=progress)
         tasks = deque(
             _task(plan, i, uri, cwd, timeout, kernel_name, output_dir, ship) for i in plan.todo
         )
@@ -133,7 +131,7 @@ def run(
     except KeyboardInterrupt:
         if plan is None:
             raise
-        with _sigint_deferred():
+        with sigint_deferred():
             if ex is not None:
                 for outcome in ex.stop():
                     outcomes[outcome.index] = outcome
@@ -403,110 +401,6 @@ def _end(plan: Plan, status: str | None, outcomes: Mapping[int, PointOutcome]) -
         )
     store.terminate_run(plan.grid_run_id, status)
     return status
-
-
-def load(
-    grid_run_id: str, *, metric: str | None = None, mode: str = "max", status: str | None = None
-) -> GridResult:
-    """The GridResult of a grid from its record (any grid, finished or not)."""
-    run = store.get_run(grid_run_id)
-    tags = run.tags
-    if TAG_POINTS not in tags:
-        raise UsageError(f"run {grid_run_id} is not a grid's parent run")
-    text = store.artifact_text(grid_run_id, POINTS) or "[]"
-    points = [p["params"] for p in sorted(json.loads(text), key=lambda p: p["index"])]
-    exp_id = run.experiment_id
-    runs = store.search_all_runs([exp_id], store.tag_filter({TAG_GRID: grid_run_id}))
-    return GridResult(
-        grid_run_id,
-        store.experiment_name(exp_id),
-        tags.get(TAG_NOTEBOOK, ""),
-        point_records(points, runs),
-        status=status or run.status,
-        metric=metric,
-        mode=mode,
-    )
-
-
-# -- progress ----------------------------------------------------------------------------------
-
-
-class _Progress:
-    """A tqdm bar (``tqdm.auto``: a widget in a notebook): points done out of all, with
-    finished / failed / running counts and, given ``metric``, the best value so far."""
-
-    def __init__(self, plan: Plan, metric: str | None, mode: str, enabled: bool) -> None:
-        self.metric, self.mode = metric, mode
-        self.counts = {"finished": len(plan.done), "failed": 0, "killed": 0}
-        self.best: float | None = None
-        for rec in plan.done:
-            self._consider(rec.metrics)
-        self._running = 0
-        self.bar = None
-        if enabled:
-            with contextlib.suppress(ImportError):
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(
-                    total=len(plan.points),
-                    initial=len(plan.done),
-                    desc=f"grid {Path(plan.notebook).stem}",
-                    unit="point",
-                    dynamic_ncols=True,
-                )
-                self._show()
-
-    def _consider(self, metrics: Mapping[str, float]) -> None:
-        if not self.metric or self.metric not in metrics:
-            return
-        value = float(metrics[self.metric])
-        if self.best is None or (value > self.best if self.mode == "max" else value < self.best):
-            self.best = value
-
-    def update(self, outcome: PointOutcome) -> None:
-        key = outcome.status.lower()
-        self.counts[key] = self.counts.get(key, 0) + 1
-        if outcome.status == "FINISHED":
-            self._consider(outcome.metrics)
-        self._running = max(0, self._running - 1)  # it ran until now
-        if self.bar is not None:
-            self.bar.update(1)
-        self._show()
-
-    def running(self, n: int) -> None:
-        if n != self._running:
-            self._running = n
-            self._show()
-
-    def _show(self) -> None:
-        if self.bar is None:
-            return
-        parts = [f"{n} {k}" for k, n in self.counts.items() if n or k != "killed"]
-        parts.append(f"{self._running} running")
-        if self.metric:
-            best = "-" if self.best is None else f"{self.best:.4g}"
-            parts.append(f"best {self.metric} {best}")
-        self.bar.set_postfix_str(" · ".join(parts), refresh=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self._running = 0
-            self._show()
-            self.bar.close()
-            self.bar = None
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """While a stopped grid cleans up, a second Ctrl-C must not leave it half-closed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: None)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 __all__ = ["GridResult", "default_experiment", "load", "run"]
