@@ -496,10 +496,9 @@ def grid(
         result.best()
     """
     from nbtrack.grids import run as sweeprun
+    from nbtrack.grids.options import GridOptions
 
-    return sweeprun.run(
-        notebook,
-        params,
+    options = GridOptions(
         parallel=parallel,
         experiment=experiment,
         executor=executor,
@@ -517,6 +516,7 @@ def grid(
         output_dir=output_dir,
         progress=progress,
     )
+    return sweeprun.run(notebook, params, options)
 
 
 def _has_frontend() -> bool:

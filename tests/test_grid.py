@@ -24,6 +24,7 @@ from nbtrack.frontends import cli
 from nbtrack.grids import dask_executor
 from nbtrack.grids import run as sweeprun
 from nbtrack.grids import spec as sweep
+from nbtrack.grids.options import GridOptions
 from nbtrack.grids.point import PointOutcome, PointTask
 from nbtrack.query import filters
 
@@ -101,6 +102,20 @@ def test_spec_mistakes_are_one_sentence():
     assert sweep.assigned_names("a = 1\nb: int = 2\nc, (d, e) = 1, (2, 3)\nf += 1") == list(
         "abcdef"
     )
+
+
+def test_grid_options_are_checked_in_one_place():
+    for bad, match in [
+        ({"mode": "best"}, "mode must be"),
+        ({"parallel": 0}, "parallel must be at least 1"),
+        ({"parallel": True}, "parallel must be at least 1"),
+        ({"executor": "spark"}, "unknown executor"),
+        ({"timeout": 0}, "timeout must be a positive"),
+    ]:
+        with pytest.raises(UsageError, match=match):
+            GridOptions(**bad)
+    assert GridOptions(scheduler="tcp://127.0.0.1:8786").executor == "dask"
+    assert GridOptions(exclude=[{"lr": 0.1}]).exclude == ({"lr": 0.1},)
 
 
 # -- grids of a real notebook ------------------------------------------------------------------

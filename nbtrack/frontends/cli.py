@@ -193,6 +193,7 @@ def _grid(args: argparse.Namespace) -> int:
     from nbtrack.capture.source import parse_param
     from nbtrack.grids import run as sweeprun
     from nbtrack.grids import spec as sweep
+    from nbtrack.grids.options import GridOptions
 
     if not args.notebook and not args.resume:
         raise _usage("nbtrack grid needs a NOTEBOOK (or --resume GRID_RUN_ID)")
@@ -204,9 +205,7 @@ def _grid(args: argparse.Namespace) -> int:
         # One range (``-p lr "loguniform(1e-4, 1e-1)"``) stays a range; else a list of values.
         params[name] = values[0] if len(values) == 1 and sweep.parse_range(values[0]) else parsed
     try:
-        result = sweeprun.run(
-            args.notebook,
-            params,
+        options = GridOptions(
             parallel=args.parallel,
             experiment=args.experiment,
             executor=args.executor,
@@ -221,6 +220,7 @@ def _grid(args: argparse.Namespace) -> int:
             output_dir=args.output_dir,
             progress=not args.no_progress,
         )
+        result = sweeprun.run(args.notebook, params, options)
     except KeyboardInterrupt as e:
         print(f"nbtrack: {e or 'stopped'}", file=sys.stderr)
         return 130

@@ -15,18 +15,21 @@ kernel's inherited environment are process-wide.
 
 from __future__ import annotations
 
-import contextlib
 import selectors
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from nbtrack.errors import UsageError
+from nbtrack import logs
 from nbtrack.grids import worker as gridworker
+from nbtrack.grids.options import GridOptions
 from nbtrack.grids.point import PointOutcome, PointTask, failed
+from nbtrack.logs import failures_logged
+
+_log = logs.get(__name__)
 
 STOP_GRACE = 20.0  # seconds a stopped point may take to end before it is killed
 
@@ -110,7 +113,7 @@ class LocalExecutor:
         return out
 
     def _drop(self, w: gridworker.Worker, kill: bool) -> None:
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "self._selector.unregister(w.fileno())"):
             self._selector.unregister(w.fileno())
         if w in self._workers:
             self._workers.remove(w)
@@ -142,7 +145,7 @@ class LocalExecutor:
         for w in [w for w in self._workers if w.busy]:
             self._drop(w, kill=True)
         for w in idle:
-            with contextlib.suppress(Exception):
+            with failures_logged(_log, "self._selector.unregister(w.fileno())"):
                 self._selector.unregister(w.fileno())
             self._workers.remove(w)
         if idle:
@@ -157,33 +160,24 @@ class LocalExecutor:
         shutil.rmtree(self._logdir, ignore_errors=True)
 
 
-def make(
-    kind: str,
-    parallel: int | None,
-    tracking_uri: str,
-    *,
-    scheduler: str | None = None,
-    client: Any = None,
-) -> Executor:
-    """The executor ``kind`` names (a dask one if ``scheduler`` or ``client`` is given)."""
+def make(options: GridOptions, tracking_uri: str) -> Executor:
+    """The executor the options name (checked by GridOptions: "local" or "dask")."""
     import uuid
 
     from nbtrack.execution import kernelfork
 
-    if client is not None or scheduler:
-        kind = "dask"
-    if kind == "local":
-        fork, preload = (
-            kernelfork.enabled(),
-            kernelfork.preload_for(tracking_uri, gridworker.PRELOAD),
-        )
-        return LocalExecutor(parallel or 1, fork=fork, preload=preload)
-    if kind == "dask":
+    if options.executor == "dask":
         from nbtrack.grids.dask_executor import DaskExecutor
 
-        name = uuid.uuid4().hex
-        return DaskExecutor(parallel, tracking_uri, scheduler=scheduler, client=client, name=name)
-    raise UsageError(f"unknown executor {kind!r}", "use 'local' or 'dask'")
+        return DaskExecutor(
+            options.parallel,
+            tracking_uri,
+            scheduler=options.scheduler,
+            client=options.client,
+            name=uuid.uuid4().hex,
+        )
+    preload = kernelfork.preload_for(tracking_uri, gridworker.PRELOAD)
+    return LocalExecutor(options.parallel or 1, fork=kernelfork.enabled(), preload=preload)
 
 
 __all__ = [

@@ -35,18 +35,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nbtrack import store
+from nbtrack import logs, store
+from nbtrack import record as R
 from nbtrack.errors import UsageError, warn
 from nbtrack.grids import executors
 from nbtrack.grids import spec as sweep
+from nbtrack.grids.options import GridOptions
 from nbtrack.grids.point import TAG_ATTEMPT, TAG_GRID, PointOutcome, PointTask
 from nbtrack.grids.progress import Progress, sigint_deferred
 from nbtrack.grids.result import GridResult, load, point_records
+from nbtrack.logs import failures_logged
 from nbtrack.record import ARTIFACT_GRID_POINTS as POINTS
 from nbtrack.record import ARTIFACT_GRID_SPEC as SPEC
 from nbtrack.record import TAG_GRID_NOTEBOOK as TAG_NOTEBOOK
 from nbtrack.record import TAG_GRID_POINTS as TAG_POINTS  # on the parent: marks a grid
-from nbtrack.tracking import tracker
+from nbtrack.tracking import snapshot, tracker
+
+_log = logs.get(__name__)
 
 
 @dataclass
@@ -65,47 +70,24 @@ class Plan:
 def run(
     notebook: str | os.PathLike | None,
     params: Mapping[str, Any] | None,
-    *,
-    parallel: int | None = None,
-    experiment: str | None = None,
-    executor: str = "local",
-    exclude: Sequence[Mapping[str, Any] | str] = (),
-    random: int | None = None,
-    seed: int | None = None,
-    metric: str | None = None,
-    mode: str = "max",
-    resume: str | None = None,
-    scheduler: str | None = None,
-    client: Any = None,
-    timeout: float | None = None,
-    kernel_name: str | None = None,
-    cwd: str | os.PathLike | None = None,
-    output_dir: str | os.PathLike | None = None,
-    progress: bool = True,
+    options: GridOptions | None = None,
 ) -> GridResult:
-    if mode not in ("max", "min"):
-        raise UsageError(f"mode must be 'max' or 'min', got {mode!r}")
-    if parallel is not None and (isinstance(parallel, bool) or int(parallel) < 1):
-        raise UsageError(f"parallel must be at least 1, got {parallel!r}", "e.g. parallel=2")
-    if executor not in ("local", "dask"):
-        raise UsageError(f"unknown executor {executor!r}", "use 'local' or 'dask'")
+    """``nbtrack.grid``: run ``notebook`` over the points of ``params`` (see there)."""
+    o = options or GridOptions()
     uri = store.configure()
-    if client is not None or scheduler:
-        executor = "dask"
-    ship = executor == "dask"  # a Dask worker may not see the notebook: tasks carry it
-    if resume:
-        if params or exclude or random is not None:
+    if o.resume:
+        if params or o.exclude or o.random is not None:
             raise UsageError(
                 "a resumed grid runs the points recorded on its parent run",
                 "leave params, exclude and random out (or start a new grid)",
             )
-        plan: Plan | None = _resumed(resume, notebook)
+        plan: Plan | None = _resumed(o.resume, notebook)
     else:
         if notebook is None:
             raise UsageError(
                 "nbtrack.grid needs a notebook", 'e.g. nbtrack.grid("train.ipynb", ...)'
             )
-        path, spec, points = _check(notebook, params or {}, exclude, random, seed)
+        path, spec, points = _check(notebook, params or {}, o.exclude, o.random, o.seed)
         plan = None
     ex: executors.Executor | None = None
     outcomes: dict[int, PointOutcome] = {}
@@ -113,14 +95,12 @@ def run(
     try:
         # The fork server starts importing (papermill, MLflow, ipykernel) while this process
         # records the parent run; workers open the store only once it exists.
-        ex = executors.make(executor, parallel, uri, scheduler=scheduler, client=client)
+        ex = executors.make(o, uri)
         if plan is None:
-            plan = _new(path, spec, points, experiment)
-        _describe_run(plan, executor, parallel)
-        bar = Progress(plan, metric, mode, enabled=progress)
-        tasks = deque(
-            _task(plan, i, uri, cwd, timeout, kernel_name, output_dir, ship) for i in plan.todo
-        )
+            plan = _new(path, spec, points, o.experiment)
+        _describe_run(plan, o.executor, o.parallel)
+        bar = Progress(plan, o.metric, o.mode, enabled=o.progress)
+        tasks = deque(_task(plan, i, uri, o) for i in plan.todo)
         while tasks or ex.running():
             while tasks and ex.running() < ex.capacity:
                 ex.submit(tasks.popleft())
@@ -149,7 +129,7 @@ def run(
         warn(f"grid {plan.grid_run_id} stopped: {hint}")
         raise KeyboardInterrupt(f"grid {plan.grid_run_id} stopped; {hint}") from None
     except BaseException:
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "if ex is not None:"):
             if ex is not None:
                 ex.stop(grace=5.0)
             if plan is not None:
@@ -164,7 +144,7 @@ def run(
     _close_left_running(plan, "its grid worker ended during the run")
     status = _end(plan, None, outcomes)
     bar.close()
-    return load(plan.grid_run_id, metric=metric, mode=mode, status=status)
+    return load(plan.grid_run_id, metric=o.metric, mode=o.mode, status=status)
 
 
 # -- the parent run ----------------------------------------------------------------------------
@@ -232,16 +212,16 @@ def _new(
     nb = nbcap.read_notebook(str(path), redact.secret_values())
     sha = nb.sha256 if nb else ""
     tags = {
-        "mlflow.source.name": str(path),
-        "mlflow.source.type": "NOTEBOOK",
-        "nbtrack.notebook.sha256": sha,
+        R.TAG_SOURCE_NAME: str(path),
+        R.TAG_SOURCE_TYPE: "NOTEBOOK",
+        R.TAG_NOTEBOOK_SHA256: sha,
         TAG_NOTEBOOK: str(path),
         TAG_POINTS: str(len(points)),
-        **tracker.process_tags(),
+        **snapshot.process_tags(),
     }
     run_params = spec.run_params()
     gitstate = git.git_state(str(path))
-    tags.update(tracker.git_tags(gitstate))
+    tags.update(snapshot.git_tags(gitstate))
     if gitstate is not None and gitstate.commit:
         run_params["git_commit"] = gitstate.commit
     run_id = store.create_run(exp_id, f"grid {path.stem}", tags)
@@ -256,7 +236,7 @@ def _new(
             },
         )
     except BaseException:
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "store.terminate_run(run_id, 'FAILED')"):
             store.terminate_run(run_id, "FAILED")
         raise
     return Plan(
@@ -285,8 +265,8 @@ def _resumed(grid_run_id: str, notebook: str | os.PathLike | None) -> Plan:
         )
     if run.status == "RUNNING" and _driver_alive(tags):
         raise UsageError(
-            f"grid {grid_run_id} is still running (process {tags.get('nbtrack.pid')} on "
-            f"{tags.get('nbtrack.host')})",
+            f"grid {grid_run_id} is still running (process {tags.get(R.TAG_PID)} on "
+            f"{tags.get(R.TAG_HOST)})",
             "stop it first, or wait for it",
         )
     text = store.artifact_text(grid_run_id, POINTS)
@@ -303,14 +283,14 @@ def _resumed(grid_run_id: str, notebook: str | os.PathLike | None) -> Plan:
     records = point_records(points, runs)
     nb = nbcap.read_notebook(str(path))
     sha = nb.sha256 if nb else ""
-    if sha and tags.get("nbtrack.notebook.sha256") not in (None, "", sha):
+    if sha and tags.get(R.TAG_NOTEBOOK_SHA256) not in (None, "", sha):
         warn(
             f"the notebook changed since grid {grid_run_id} started: the points left run the "
             "notebook as it is now"
         )
     store.reopen_run(grid_run_id)
     if sha:  # the notebook the grid's latest points ran
-        store.log_params_tags(grid_run_id, tags={"nbtrack.notebook.sha256": sha})
+        store.log_params_tags(grid_run_id, tags={R.TAG_NOTEBOOK_SHA256: sha})
     return Plan(
         grid_run_id,
         store.experiment_name(exp_id),
@@ -325,10 +305,10 @@ def _resumed(grid_run_id: str, notebook: str | os.PathLike | None) -> Plan:
 
 
 def _driver_alive(tags: Mapping[str, str]) -> bool:
-    if tags.get("nbtrack.host") != socket.gethostname():
+    if tags.get(R.TAG_HOST) != socket.gethostname():
         return True  # another machine's: cannot tell, so assume it runs
     try:
-        return tracker.alive(int(tags.get("nbtrack.pid", "")), tags.get("nbtrack.pid_start", ""))
+        return tracker.alive(int(tags.get(R.TAG_PID, "")), tags.get(R.TAG_PID_START, ""))
     except ValueError:
         return False
 
@@ -338,24 +318,15 @@ def _describe_run(plan: Plan, executor: str, parallel: int | None) -> None:
         plan.grid_run_id,
         tags={
             TAG_ATTEMPT: plan.attempt,
-            "nbtrack.grid.executor": executor,
-            "nbtrack.grid.parallel": str(parallel or ""),
-            **tracker.process_tags(),
+            R.TAG_GRID_EXECUTOR: executor,
+            R.TAG_GRID_PARALLEL: str(parallel or ""),
+            **snapshot.process_tags(),
         },
     )
 
 
-def _task(
-    plan: Plan,
-    index: int,
-    uri: str,
-    cwd: str | os.PathLike | None,
-    timeout: float | None,
-    kernel_name: str | None,
-    output_dir: str | os.PathLike | None,
-    ship: bool,
-) -> PointTask:
-    text = Path(plan.notebook).read_text(encoding="utf-8") if ship else None
+def _task(plan: Plan, index: int, uri: str, o: GridOptions) -> PointTask:
+    text = Path(plan.notebook).read_text(encoding="utf-8") if o.ships_notebook else None
     return PointTask(
         grid_run_id=plan.grid_run_id,
         attempt=plan.attempt,
@@ -366,10 +337,10 @@ def _task(
         notebook=plan.notebook,
         notebook_sha256=plan.sha256,
         tracking_uri=uri,
-        cwd=str(Path(cwd).resolve()) if cwd else None,
-        timeout=timeout,
-        kernel_name=kernel_name,
-        output_dir=str(Path(output_dir).resolve()) if output_dir else None,
+        cwd=str(Path(o.cwd).resolve()) if o.cwd else None,
+        timeout=o.timeout,
+        kernel_name=o.kernel_name,
+        output_dir=str(Path(o.output_dir).resolve()) if o.output_dir else None,
         notebook_text=text,
     )
 
@@ -377,7 +348,7 @@ def _task(
 def _close_left_running(plan: Plan, reason: str) -> None:
     """Runs of this attempt still RUNNING once its workers are gone: their kernels are too."""
     query = store.tag_filter({TAG_GRID: plan.grid_run_id, TAG_ATTEMPT: plan.attempt})
-    with contextlib.suppress(Exception):
+    with failures_logged(_log, "for r in store.search_all_runs([plan.experiment_id], f'{q..."):
         for r in store.search_all_runs(
             [plan.experiment_id], f"{query} and attributes.status = 'RUNNING'"
         ):
@@ -395,7 +366,7 @@ def _end(plan: Plan, status: str | None, outcomes: Mapping[int, PointOutcome]) -
             if all_done
             else ("KILLED" if counts["KILLED"] and not counts["FAILED"] else "FAILED")
         )
-    with contextlib.suppress(Exception):
+    with failures_logged(_log, "store.log_metrics_now(plan.grid_run_id, {f'points_{s.lowe..."):
         store.log_metrics_now(
             plan.grid_run_id, {f"points_{s.lower()}": n for s, n in counts.items()}
         )
