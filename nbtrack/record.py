@@ -94,6 +94,11 @@ ARTIFACT_REQUIREMENTS = "nbtrack/requirements.txt"
 ARTIFACT_ENVIRONMENT = "nbtrack/environment.json"
 ARTIFACT_GIT_DIFF = "nbtrack/git.diff"
 ARTIFACT_TRACEBACK = "nbtrack/traceback.txt"
+ARTIFACT_DATA = "nbtrack/data.json"
+ARTIFACT_REPRO_REPORT = "nbtrack/repro/report.json"
+ARTIFACT_REPRO_OUTPUT = "nbtrack/repro/output.ipynb"
+ARTIFACT_REPRO_LOG = "nbtrack/repro/output.log"
+ARTIFACT_PARAMS_DIR = "nbtrack/params"
 ARTIFACT_GRID_SPEC = "nbtrack/grid/spec.json"
 ARTIFACT_GRID_POINTS = "nbtrack/grid/points.json"
 ARTIFACT_GRID_OUTPUT = "nbtrack/grid/output.ipynb"
@@ -161,6 +166,11 @@ CONTRACT: tuple[Field, ...] = (
     Field(ARTIFACT_ENVIRONMENT, "artifact", "Python, platform and environment details"),
     Field(ARTIFACT_GIT_DIFF, "artifact", "uncommitted changes of the work tree"),
     Field(ARTIFACT_TRACEBACK, "artifact", "the traceback of a failed run, secrets redacted"),
+    Field(ARTIFACT_DATA, "artifact", "the data the run read: path, kind, size, digest per input"),
+    Field(ARTIFACT_PARAMS_DIR, "artifact", "params too long for MLflow, one text file each"),
+    Field(ARTIFACT_REPRO_REPORT, "artifact", "on a re-run: the reproduction's checks and verdict"),
+    Field(ARTIFACT_REPRO_OUTPUT, "artifact", "on a re-run: the executed notebook"),
+    Field(ARTIFACT_REPRO_LOG, "artifact", "on a re-run: the execution's log"),
     Field(ARTIFACT_GRID_SPEC, "artifact", "a grid's specification"),
     Field(ARTIFACT_GRID_POINTS, "artifact", "a grid's points"),
     Field(ARTIFACT_GRID_OUTPUT, "artifact", "a point's executed notebook"),

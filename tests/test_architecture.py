@@ -61,3 +61,35 @@ def test_long_modules_say_why_and_classes_stay_small():
                 long_classes.append(f"{rel}:{node.name}")
     assert long_silent == [], "split these modules, or say why at the top ('# Over 400 lines: ...')"
     assert long_classes == [], "split these classes at their seams"
+
+
+def test_tag_and_artifact_names_are_typed_only_in_the_record():
+    # A run-record name ("nbtrack.pid", "mlflow.source.name", "nbtrack/cell.py") written as a
+    # literal outside nbtrack.record (and store, which speaks MLflow) is a second spelling that
+    # can drift. Module paths ("nbtrack.grids.worker") and API names ("nbtrack.log") are not.
+    import nbtrack
+
+    literal = re.compile(r"""["']((?:nbtrack|mlflow)[./][\w./-]+)["']""")
+    stray = []
+    for path in sorted((ROOT / "nbtrack").rglob("*.py")):
+        rel = path.relative_to(ROOT / "nbtrack")
+        if rel.parts[0] == "store" or rel.name == "record.py":
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            for name in literal.findall(line):
+                head = name.split(":")[0]
+                if head.startswith("nbtrack.") and hasattr(nbtrack, head.split(".", 1)[1]):
+                    continue  # an API name in a message
+                if "/" not in head and _is_module(head):
+                    continue  # a module (preloads, entry points)
+                stray.append(f"nbtrack/{rel}:{lineno}: {name}")
+    assert stray == [], "name these in nbtrack.record and import them"
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a parent that is not a package: a tag name, not a module
+        return False

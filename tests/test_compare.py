@@ -410,7 +410,7 @@ def test_config_line_round_trips_through_the_magic():
     spec = parse_line(line[len("%%track") :])
     assert spec.params == {"layers": "[64, 32]", "lr": "0.01", "name": "it's a <b>test</b>"}
     assert spec.seed == 7 and spec.experiment == "my exp"
-    assert comparedata.papermill_parameters(params) == {
+    assert comparedata.as_papermill_parameters(params) == {
         "layers": [64, 32],
         "lr": 0.01,
         "name": "it's a <b>test</b>",

@@ -9,7 +9,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from support import all_runs
 
 from nbtrack import settings
-from nbtrack.frontends import magic
+from nbtrack.frontends import magic, track_line
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_transformer_leaves_other_cells_alone():
 
 
 def test_parse_line_flags():
-    spec = magic.parse_line(
+    spec = track_line.parse_line(
         "-e exp -n name -s 3 -d a.csv -d b/ -p lr=0.1 -p opt=a=b --tag t=1 --no-auto-params "
         "--nested --no-live --no-card"
     )

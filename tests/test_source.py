@@ -9,7 +9,7 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-from nbtrack.capture.source import format_param, literal_params, papermill_parameters
+from nbtrack.capture.source import format_param, is_papermill_parameters_cell, literal_params
 
 # --- literal_params -----------------------------------------------------------------------------
 
@@ -221,7 +221,7 @@ def test_papermill_injected_cell_is_recognised(tmp_path):
         tmp_path, {"lr": 0.01, "opt": "adam", "layers": [8, 4], "extra": {"a": None}}
     )
     assert source.startswith("# Parameters\n")
-    assert papermill_parameters(source)
+    assert is_papermill_parameters_cell(source)
     assert literal_params(source) == {
         "lr": 0.01,
         "opt": "adam",
@@ -231,7 +231,7 @@ def test_papermill_injected_cell_is_recognised(tmp_path):
 
 
 def test_papermill_injected_cell_without_parameters_is_recognised(tmp_path):
-    assert papermill_parameters(_injected_source(tmp_path, {}))
+    assert is_papermill_parameters_cell(_injected_source(tmp_path, {}))
 
 
 @pytest.mark.parametrize(
@@ -246,4 +246,4 @@ def test_papermill_injected_cell_without_parameters_is_recognised(tmp_path):
     ],
 )
 def test_other_cells_are_not_papermill_parameters(source):
-    assert not papermill_parameters(source)
+    assert not is_papermill_parameters_cell(source)

@@ -266,7 +266,7 @@ def parse_param(text: str) -> object:
         return text
 
 
-def papermill_parameters(source: str) -> bool:
+def is_papermill_parameters_cell(source: str) -> bool:
     """True if ``source`` is the parameters cell papermill injected into a Python notebook.
 
     papermill's PythonTranslator writes ``# Parameters`` on the first line and one assignment

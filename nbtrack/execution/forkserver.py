@@ -18,7 +18,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from nbtrack import logs
 from nbtrack.execution.kernelfork import EXIT_GRACE, PRELOAD
+from nbtrack.logs import failures_logged
+
+_log = logs.get(__name__)
 
 # -- the server --------------------------------------------------------------------------------
 
@@ -54,7 +58,7 @@ def _exit(code: int) -> None:
 
         atexit._run_exitfuncs()
     finally:
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "sys.stdout.flush()"):
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
@@ -158,9 +162,9 @@ def main(argv: Sequence[str]) -> int:
     # Ctrl-C in a terminal reaches the whole process group: the grid's driver decides.
     signal.signal(signal.SIGINT, lambda *_: None)
     for name in json.loads(argv[1]) if len(argv) > 1 else PRELOAD:
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "importlib.import_module(name)"):
             importlib.import_module(name)
-    with contextlib.suppress(Exception):
+    with failures_logged(_log, "from nbtrack.capture import environment"):
         from nbtrack.capture import environment
 
         environment.installed_distributions()  # once for every kernel of the grid (~0.15 s)

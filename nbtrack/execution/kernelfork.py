@@ -43,6 +43,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nbtrack import logs
+from nbtrack.logs import failures_logged
+
+_log = logs.get(__name__)
+
 EXIT_GRACE = 30.0  # seconds a shut-down kernel may take to exit before it is killed
 # Imported by the server: a kernel's modules, and what MLflow imports the first time it opens a
 # store of each kind. The caller adds its workers' own modules (preload_for's ``extra``): this
@@ -148,7 +153,7 @@ class ForkServer:
     def release(self) -> None:
         """Let it go: it exits once its children have (see ``main``)."""
         if self.proc is not None and self.proc.stdin:
-            with contextlib.suppress(Exception):
+            with failures_logged(_log, "self.proc.stdin.close()"):
                 self.proc.stdin.close()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -321,7 +326,9 @@ def kernel_manager_class(server: ForkServer | None, on_start: Any = None) -> typ
             await super()._async_start_kernel(**kw)
             _set_current(self)
             if on_start is not None:
-                with contextlib.suppress(Exception):
+                with failures_logged(
+                    _log, "on_start(getattr(self.provisioner, 'pgid', None) or self...."
+                ):
                     on_start(getattr(self.provisioner, "pgid", None) or self.provisioner.pid)
 
         async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
@@ -334,7 +341,7 @@ def kernel_manager_class(server: ForkServer | None, on_start: Any = None) -> typ
             # Ask the kernel to exit, and hand it to the reaper instead of waiting.
             self.shutting_down = True
             self.stop_restarter()
-            with contextlib.suppress(Exception):
+            with failures_logged(_log, "self._async_request_shutdown(restart=False)"):
                 await self._async_request_shutdown(restart=False)
             reaper.add(process, getattr(provisioner, "pgid", None))
             provisioner.process = None  # type: ignore[union-attr]

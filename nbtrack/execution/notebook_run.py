@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbtrack import logs
+
+_log = logs.get(__name__)
+
 ERROR_MARKER_TAG = "papermill-error-cell-tag"  # papermill's "An Exception was encountered" cells
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -137,6 +141,9 @@ def run_papermill(spec: dict, **engine_kwargs: Any) -> dict[str, Any]:
     except Exception as e:
         # A timeout, a kernel that died, a kernel that never started: papermill has saved the
         # notebook as far as it got, but the cell that was running carries no mark of it.
+        _log.debug(
+            "papermill.execute_notebook(spec['input'], spec['output'],... failed", exc_info=True
+        )
         timed_out = isinstance(e, TimeoutError) or type(e).__name__ == "CellTimeoutError"
         reason = f"{type(e).__name__}: {_first_line(str(e))}"
         if timed_out:

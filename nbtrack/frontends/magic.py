@@ -9,11 +9,9 @@ the cell's outcome. The replaced line keeps its place, so tracebacks keep the ce
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,116 +20,14 @@ from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbtrack import settings
-from nbtrack.errors import NbtrackError, StoreError, UsageError, UserError, warn
+from nbtrack.errors import NbtrackError, StoreError, UserError, warn
+from nbtrack.frontends.track_line import HELP, config_update, parse_line
+from nbtrack.logs import failures_logged
 from nbtrack.widgets.card import UntrackedCard, card_for
 
 PREFIX = "%%track"
 # Not nbtrack.log: importing that module would replace the facade's nbtrack.log function.
 _log = logging.getLogger(__name__)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse would print usage and exit the kernel's process
-        raise UsageError(f"%%track: {message}", "see %%track? for the flags")
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="%%track", add_help=False, allow_abbrev=False)
-    p.add_argument("--experiment", "-e")
-    p.add_argument("--name", "-n")
-    p.add_argument("--seed", "-s", type=int)
-    p.add_argument("--data", "-d", action="append")
-    p.add_argument("--param", "-p", action="append")
-    p.add_argument("--tag", "-t", action="append")
-    p.add_argument("--no-auto-params", action="store_true", default=None)
-    p.add_argument("--nested", action="store_true", default=None)
-    p.add_argument("--no-live", action="store_true", default=None)
-    p.add_argument("--no-card", action="store_true", default=None)
-    p.add_argument("--register", metavar="NAME")
-    return p
-
-
-HELP = """Track this cell as one MLflow run.
-
-%%track [--experiment NAME] [--name RUN] [--seed N] [--data PATH ...] [-p KEY=VALUE ...]
-        [--tag KEY=VALUE ...] [--no-auto-params] [--nested] [--no-live] [--no-card]
-        [--register NAME]
-
---experiment/-e  experiment (default: %track_config, NBTRACK_EXPERIMENT, MLFLOW_EXPERIMENT_NAME,
-                 else the notebook's name)
---name/-n        run name
---seed/-s        seed python, numpy and torch (default: a fresh seed, logged as random_seed)
---data/-d        a data file or folder to fingerprint (repeatable)
--p/--param       KEY=VALUE param (repeatable); literal assignments in the cell are params too
---tag/-t         KEY=VALUE tag (repeatable)
---no-auto-params do not log the cell's literal assignments as params
---nested         make the run a child of the active run
---no-live        no live learning curves under the cell
---no-card        no run card under the cell
---register       register the model the cell logged (the last one) as a new version of model
-                 NAME once the cell has finished; a failed cell registers nothing
-"""
-
-
-def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}", f"write {flag} name=value")
-        out[key.strip()] = value
-    return out
-
-
-def parse_line(line: str, defaults: dict[str, Any] | None = None):
-    """The RunSpec a ``%%track`` line asks for, on top of the session's ``%track_config``."""
-    from nbtrack.tracking.tracker import RunSpec
-
-    try:
-        argv = shlex.split(line)
-    except ValueError as e:
-        raise UsageError(f"%%track: cannot read the line ({e})", "check its quotes") from None
-    ns = _parser().parse_args(argv)
-    d = defaults or {}
-    spec = RunSpec(
-        experiment=ns.experiment or d.get("experiment"),
-        name=ns.name or d.get("name"),
-        seed=ns.seed if ns.seed is not None else d.get("seed"),
-        data=[*d.get("data", []), *(ns.data or [])],
-        params={**d.get("params", {}), **_pairs(ns.param, "-p")},
-        tags={**d.get("tags", {}), **_pairs(ns.tag, "--tag")},
-        auto_params=not (ns.no_auto_params or d.get("no_auto_params")),
-        nested=bool(ns.nested or d.get("nested")),
-        live=False if (ns.no_live or d.get("no_live")) else None,
-        card=False if (ns.no_card or d.get("no_card")) else None,
-        register=ns.register,
-    )
-    return spec
-
-
-def _config_update(defaults: dict[str, Any], line: str) -> dict[str, Any]:
-    spec = parse_line(line)
-    if spec.register:
-        raise UsageError("--register names one cell's model", "put it on that %%track line")
-    out = dict(defaults)
-    for key in ("experiment", "name", "seed"):
-        if getattr(spec, key) is not None:
-            out[key] = getattr(spec, key)
-    for key in ("data",):
-        if spec.data:
-            out[key] = spec.data
-    for key in ("params", "tags"):
-        if getattr(spec, key):
-            out[key] = {**out.get(key, {}), **getattr(spec, key)}
-    for key, flag in (
-        ("no_auto_params", not spec.auto_params),
-        ("nested", spec.nested),
-        ("no_live", spec.live is False),
-        ("no_card", spec.card is False),
-    ):
-        if flag:
-            out[key] = True
-    return out
 
 
 # -- the transformer ---------------------------------------------------------------------------
@@ -316,6 +212,7 @@ def _begin_cell(args: str) -> None:
         _untracked(tracker, e)
         return
     except Exception as e:  # nbtrack's own failure must never be the reason a cell fails
+        _log.debug("cell_source(shell, _state.info) failed", exc_info=True)
         _untracked(tracker, e)
         return
     _state.runs.append(run)
@@ -366,6 +263,7 @@ def kernel_id() -> str | None:
     try:
         name = os.path.basename(ipykernel.get_connection_file())
     except Exception:
+        _log.debug("os.path.basename(ipykernel.get_connection_file()) failed", exc_info=True)
         return None
     return name.removeprefix("kernel-").removesuffix(".json")
 
@@ -385,6 +283,7 @@ def cell_source(shell, info=None):
     try:
         python = shell.transform_cell(body)
     except Exception:
+        _log.debug("shell.transform_cell(body) failed", exc_info=True)
         python = body
     return Source(
         kind="NOTEBOOK",
@@ -413,7 +312,7 @@ class TrackMagics(Magics):
             settings.set_session_defaults({})
         elif line:
             try:
-                settings.set_session_defaults(_config_update(settings.session_defaults(), line))
+                settings.set_session_defaults(config_update(settings.session_defaults(), line))
             except NbtrackError as e:
                 raise IPythonUsageError(str(e).replace("%%track", "%track_config")) from None
         from nbtrack import store
@@ -468,20 +367,20 @@ def _warm_up():
     import threading
 
     def work() -> None:
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "from nbtrack.capture import environment"):
             from nbtrack.capture import environment
 
             environment.installed_distributions()
         if settings.current().disable:
             return
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "from nbtrack import store"):
             from nbtrack import store
             from nbtrack.tracking import tracker
 
             store.configure()
             tracker.close_orphans()
         # MLflow's run context imports GitPython on the first start_run (~70 ms): pay it here.
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "__import__('git')"):
             __import__("git")
 
     thread = threading.Thread(target=work, name="nbtrack-warmup", daemon=True)
@@ -489,4 +388,4 @@ def _warm_up():
     return thread
 
 
-__all__ = ["HELP", "TrackMagics", "load", "parse_line", "transform", "unload"]
+__all__ = ["TrackMagics", "load", "transform", "unload"]

@@ -23,10 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nbtrack import logs
 from nbtrack.errors import MissingExtra, UsageError
 from nbtrack.grids import worker as gridworker
 from nbtrack.grids.executors import STOP_GRACE
 from nbtrack.grids.point import PointOutcome, PointTask, failed
+from nbtrack.logs import failures_logged
+
+_log = logs.get(__name__)
 
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
 
@@ -155,6 +159,7 @@ class DaskExecutor:
             try:
                 out.append(future.result())
             except Exception as e:  # KilledWorker, or the task itself failed on the worker
+                _log.debug("out.append(future.result()) failed", exc_info=True)
                 status = "KILLED" if self._event_set() else "FAILED"
                 out.append(
                     failed(task, status, f"{type(e).__name__}: {e}", time.monotonic() - started)
@@ -162,19 +167,19 @@ class DaskExecutor:
         return out
 
     def _event_set(self) -> bool:
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "bool(self._event.is_set())"):
             return bool(self._event.is_set())
         return False
 
     def stop(self, grace: float = STOP_GRACE) -> list[PointOutcome]:
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "self._event.set()"):
             self._event.set()
         out: list[PointOutcome] = []
         deadline = time.monotonic() + grace + 5.0  # the task's own grace, then its answer
         while self._futures and time.monotonic() < deadline:
             out += self.wait(0.5)
         for future, (task, started) in list(self._futures.items()):
-            with contextlib.suppress(Exception):
+            with failures_logged(_log, "future.cancel()"):
                 future.cancel()
             out.append(failed(task, "KILLED", "stopped", time.monotonic() - started))
         self._futures.clear()
@@ -182,7 +187,7 @@ class DaskExecutor:
 
     def close(self) -> None:
         for thing in self._owned:
-            with contextlib.suppress(Exception):
+            with failures_logged(_log, "thing.close()"):
                 thing.close()
         self._owned = []
 
@@ -259,6 +264,6 @@ def run_dask_point(task: PointTask, event_name: str) -> PointOutcome:
 def _already_started(task: PointTask) -> bool:
     from nbtrack import store
 
-    with contextlib.suppress(Exception):
+    with failures_logged(_log, "bool(store.search_all_runs([task.experiment_id], s..."):
         return bool(store.search_all_runs([task.experiment_id], store.tag_filter(task.tags())))
     return False

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbtrack import logs
 from nbtrack.execution import runner
 from nbtrack.record import ARTIFACT_GRID_ERROR as ERROR
 from nbtrack.record import ARTIFACT_GRID_OUTPUT as OUTPUT
@@ -39,6 +40,8 @@ from nbtrack.record import TAG_GRID_ERROR as TAG_ERROR
 from nbtrack.record import TAG_GRID_POINT as TAG_POINT  # the point's index in the grid
 from nbtrack.record import TAG_GRID_SECONDS as TAG_SECONDS
 from nbtrack.record import TAG_GRID_STATUS as TAG_STATUS  # the point's outcome
+
+_log = logs.get(__name__)
 
 KERNEL_GONE_WAIT = 15.0  # seconds to wait for a stopped point's kernel before closing its runs
 
@@ -127,10 +130,12 @@ def run_point(
                 kernel_manager_class=kernel_manager_class,
             )
         except Exception as e:  # the runner reports failing notebooks; this is something else
+            _log.debug("runner.execute_here(notebook, output, dict(ta... failed", exc_info=True)
             execution = runner.Execution(output=output, success=False, error=_line(e))
         seconds = time.monotonic() - started
         return record(task, execution, stopped=stopping(), seconds=seconds, wait_kernel=wait_kernel)
     except Exception as e:
+        _log.debug("_locate(task, scratch) failed", exc_info=True)
         return failed(task, "KILLED" if stopping() else "FAILED", _line(e))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

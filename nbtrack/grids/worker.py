@@ -32,6 +32,11 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from nbtrack import logs
+from nbtrack.logs import failures_logged
+
+_log = logs.get(__name__)
+
 _HEADER = struct.Struct(">I")
 # What the fork server runs in a forked worker, and imports before forking (beside a kernel's).
 ENTRY = "nbtrack.grids.worker:main"
@@ -162,13 +167,13 @@ class Worker:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGKILL)
         kill_tree(self.proc.pid)
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "self.proc.wait(5)"):
             self.proc.wait(5)
         self._cleanup()
 
     def _cleanup(self) -> None:
         for stream in (self.stdin, self.stdout):
-            with contextlib.suppress(Exception):
+            with failures_logged(_log, "stream.close()"):
                 stream.close()
         import shutil
 
@@ -205,7 +210,7 @@ def _watch_driver(driver: int) -> None:
 def _open_store() -> None:
     """Import MLflow and open the store while the first point's kernel starts: the worker
     records each point's outcome there (~1.5 s of CPU the first time, measured)."""
-    with contextlib.suppress(Exception):
+    with failures_logged(_log, "from nbtrack import store"):
         from nbtrack import store
 
         store.configure()
@@ -261,7 +266,7 @@ def main() -> int:
         # Leave at once: the last kernel is exiting already, and this process's own teardown
         # with MLflow and papermill loaded would only delay the caller.
         kernelfork.kernel_gone(5.0)
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "outbox.flush()"):
             outbox.flush()
         os._exit(0)
 

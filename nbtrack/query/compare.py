@@ -185,7 +185,7 @@ def track_line(params: Mapping[str, str], experiment: str | None = None) -> str:
     return " ".join(parts)
 
 
-def papermill_parameters(params: Mapping[str, str]) -> dict[str, Any]:
+def as_papermill_parameters(params: Mapping[str, str]) -> dict[str, Any]:
     """The params as papermill parameters: literals read back as Python values
     (``"0.01"`` -> ``0.01``), anything else kept as a string."""
     out: dict[str, Any] = {}
@@ -244,11 +244,11 @@ def group_html(table, by: str, metric: str) -> str:
 
 
 __all__ = [
+    "as_papermill_parameters",
     "config_params",
     "group_html",
     "group_table",
     "numeric",
-    "papermill_parameters",
     "parse_order",
     "search_mask",
     "sort_frame",

@@ -60,7 +60,7 @@ class Record:
 
     @property
     def notebook(self) -> str:
-        source = self.tags.get("mlflow.source.name") or ""
+        source = self.tags.get(_record.TAG_SOURCE_NAME) or ""
         return PurePath(source).name if source else ""
 
 
@@ -75,7 +75,7 @@ def record_of(run: RunView) -> Record:
         status=info.status,
         start_ms=info.start_time,
         end_ms=info.end_time,
-        user=info.user_id or tags.get("mlflow.user", ""),
+        user=info.user_id or tags.get(_record.TAG_USER, ""),
         params=dict(data.params),
         metrics=dict(data.metrics),
         tags=tags,

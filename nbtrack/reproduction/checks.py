@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nbtrack import record as R
 from nbtrack.capture.git import run_git
 from nbtrack.query.diff import parse_requirements
 from nbtrack.reproduction.report import Check, MetricDiff
@@ -96,9 +97,9 @@ def check_code(
     is as it was then. ``places``: folders to look for the repository in, in order."""
     from nbtrack.capture.redact import redact_text, secret_values
 
-    if tags.get("nbtrack.git") == "not a git repository":
+    if tags.get(R.TAG_GIT) == "not a git repository":
         return Check("code", "skipped", "not a git repository when the run was made: not checked")
-    commit = tags.get("mlflow.source.git.commit")
+    commit = tags.get(R.TAG_GIT_COMMIT)
     if not commit:
         return Check("code", "skipped", "no git commit recorded: not checked")
     root = None
@@ -140,10 +141,10 @@ def check_history(history: Sequence[str], earlier: Sequence[str], rebuilt_from: 
         # A history of this cell alone may also be a frontend that stores none (nbval): said
         # when the re-run fails (reproduction), not here, where it would read as a problem.
         return Check("notebook", "ok", "rebuilt from the cells the kernel ran, in order")
-    from nbtrack.capture.source import papermill_parameters
+    from nbtrack.capture.source import is_papermill_parameters_cell
 
     # papermill's injected parameters are injected again; earlier reproductions are left out.
-    ran = [h.strip() for h in history[:-1] if h.strip() and not papermill_parameters(h)]
+    ran = [h.strip() for h in history[:-1] if h.strip() and not is_papermill_parameters_cell(h)]
     held = {c.strip() for c in earlier}
     hidden = [h for h in ran if h not in held and "nbtrack.reproduce" not in h]
     # Cells the kernel skipped run in the re-run; a history of the cell alone says nothing

@@ -26,15 +26,23 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nbtrack import record as R
 from nbtrack import store
-from nbtrack.errors import CannotReproduce, StoreError, UsageError, warn
+from nbtrack.errors import StoreError, warn
 from nbtrack.execution import runner
 from nbtrack.reproduction import build as reprobuild
 from nbtrack.reproduction import checks as reprocheck
+from nbtrack.reproduction import rerun_kernel
+from nbtrack.reproduction.original import (
+    Record,
+    load_record,
+    metric_keys,
+    read_artifact,
+    rebuild,
+)
 from nbtrack.reproduction.report import (
     DRIFTED,
     FAILED,
@@ -44,181 +52,17 @@ from nbtrack.reproduction.report import (
     ReproReport,
 )
 
-TAG_REPRODUCES = "nbtrack.reproduces"  # on the re-run: the run it reproduces
-TAG_VERDICT = "nbtrack.repro.verdict"  # on the re-run: REPRODUCED, DRIFTED or FAILED
-TAG_REPRODUCED_BY = "nbtrack.reproduced_by"  # on the original: its latest re-run
-TAG_LAST_VERDICT = "nbtrack.repro.last_verdict"  # on the original: that re-run's verdict
-TAG_OF = "nbtrack.repro.of"  # on every run a reproduction made (earlier tracked cells too)
-TAG_ATTEMPT = "nbtrack.repro.attempt"  # one id per reproduction, to find its runs
-REPORT = "nbtrack/repro/report.json"
-OUTPUT = "nbtrack/repro/output.ipynb"
-OUTPUT_LOG = "nbtrack/repro/output.log"
+TAG_REPRODUCES = R.TAG_REPRODUCES  # on the re-run: the run it reproduces
+TAG_VERDICT = R.TAG_REPRO_VERDICT  # on the re-run: REPRODUCED, DRIFTED or FAILED
+TAG_REPRODUCED_BY = R.TAG_REPRODUCED_BY  # on the original: its latest re-run
+TAG_LAST_VERDICT = R.TAG_REPRO_LAST_VERDICT  # on the original: that re-run's verdict
+TAG_OF = R.TAG_REPRO_OF  # on every run a reproduction made (earlier tracked cells too)
+TAG_ATTEMPT = R.TAG_REPRO_ATTEMPT  # one id per reproduction, to find its runs
+REPORT = R.ARTIFACT_REPRO_REPORT
+OUTPUT = R.ARTIFACT_REPRO_OUTPUT
+OUTPUT_LOG = R.ARTIFACT_REPRO_LOG
 # Variables read when a process starts that change results: set in the re-run's kernel as the
 # original's kernel had them (unset when it had them unset).
-RESULT_ENV = (
-    "PYTHONHASHSEED",
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "CUBLAS_WORKSPACE_CONFIG",
-    "TF_DETERMINISTIC_OPS",
-)
-
-
-@dataclass
-class Record:
-    """What a run's record holds, read once."""
-
-    run_id: str
-    name: str
-    experiment_id: str
-    experiment: str
-    kind: str  # "NOTEBOOK" or "LOCAL"
-    params: dict[str, str]
-    metrics: dict[str, float]
-    tags: dict[str, str]
-    seconds: float | None
-    start_ms: int = 0
-    origin: str | None = None  # mlflow.source.name: the notebook or script
-    cell: str | None = None
-    history: list[str] | None = None
-    snapshot: str | None = None
-    inputs: list[dict] = field(default_factory=list)
-    requirements: str | None = None
-    environment: dict | None = None
-    git_diff: str | None = None
-
-    @property
-    def seed(self) -> int | None:
-        seed = self.params.get("random_seed", "")
-        return int(seed) if seed.lstrip("-").isdigit() else None
-
-
-def _read(folder: Path | None, rel: str) -> str | None:
-    if folder is None:
-        return None
-    path = folder / rel
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
-
-
-def load_record(run_id: str, folder: Path) -> Record:
-    run = store.get_run(run_id)  # NotFound for an unknown id
-    info = data = run
-    tags = dict(data.tags)
-    if info.status == "RUNNING":
-        raise CannotReproduce(run_id, "it is still RUNNING; reproduce it once it has finished")
-    if "nbtrack.cell.sha256" not in tags:
-        raise CannotReproduce(
-            run_id,
-            "it was not tracked by nbtrack (%%track or nbtrack.run), so its record holds no "
-            "code to run again",
-        )
-    kind = tags.get("mlflow.source.type", "NOTEBOOK")
-    origin = tags.get("mlflow.source.name")
-    # Without a notebook path MLflow names the process's script (ipykernel_launcher.py).
-    if origin and not origin.endswith(".py" if kind == "LOCAL" else ".ipynb"):
-        origin = None
-    local = store.download_artifacts(run_id, "nbtrack", folder)
-    root = local.parent if local is not None else None
-    params = dict(data.params)
-    for key, value in params.items():  # values over MLflow's limit live in an artifact
-        if value.startswith("artifact:nbtrack/"):
-            params[key] = _read(root, value[len("artifact:") :]) or value
-    history = _read(root, "nbtrack/history.py")
-    environment = _read(root, "nbtrack/environment.json")
-    inputs = _read(root, "nbtrack/data.json")
-    ended = info.end_time or 0
-    return Record(
-        run_id=run_id,
-        name=info.name or run_id[:8],
-        experiment_id=info.experiment_id,
-        experiment=store.experiment_name(info.experiment_id),
-        kind=kind,
-        params=params,
-        metrics=dict(data.metrics),
-        tags=tags,
-        seconds=(ended - info.start_time) / 1000 if ended and info.start_time else None,
-        start_ms=info.start_time or 0,
-        origin=origin,
-        cell=_read(root, "nbtrack/cell.py"),
-        history=reprobuild.parse_history(history) if history is not None else None,
-        snapshot=_read(root, "nbtrack/notebook.ipynb"),
-        inputs=_inputs(json.loads(inputs) if inputs else [], tags, folder),
-        requirements=_read(root, "nbtrack/requirements.txt"),
-        environment=json.loads(environment) if environment else None,
-        git_diff=_read(root, "nbtrack/git.diff"),
-    )
-
-
-def _inputs(inputs: list[dict], tags: dict[str, str], folder: Path) -> list[dict]:
-    """A re-run read copies of its inputs in a scratch folder that is gone now: a data input
-    whose path is gone is the original run's input of the same name and digest, if it has one."""
-    original = tags.get(TAG_OF)
-    if not original or all(os.path.exists(i.get("path", "")) for i in inputs):
-        return inputs
-    local = store.download_artifacts(original, "nbtrack/data.json", folder / "original")
-    text = _read(local.parent, local.name) if local is not None else None
-    theirs = {(i["given"], i["digest"]): i for i in (json.loads(text) if text else [])}
-    return [
-        i if os.path.exists(i.get("path", "")) else theirs.get((i["given"], i["digest"]), i)
-        for i in inputs
-    ]
-
-
-def rebuild(rec: Record) -> reprobuild.Rebuilt:
-    """What runs again: the notebook snapshot, else the kernel history; or the script."""
-    if rec.kind == "LOCAL":
-        if not rec.cell or not (rec.origin or "").endswith(".py"):
-            raise CannotReproduce(
-                rec.run_id,
-                "it ran from a script whose source was not recorded (python -c, an "
-                "interactive interpreter), so there is nothing to run again",
-            )
-        return reprobuild.from_script(rec.cell, rec.origin or "script.py")
-    if rec.cell is None:
-        raise CannotReproduce(rec.run_id, "its record has no nbtrack/cell.py")
-    determinism = (rec.environment or {}).get("torch_determinism")
-    history = rec.history or []
-    if rec.snapshot is not None:
-        sha = rec.tags["nbtrack.cell.sha256"]
-        rebuilt = reprobuild.from_snapshot(
-            rec.snapshot, rec.cell, sha, rec.params, history, determinism
-        )
-        if rebuilt is not None:
-            rebuilt.name = Path(rec.origin).name if rec.origin else rebuilt.name
-            return rebuilt
-    if rec.history is None:
-        raise CannotReproduce(
-            rec.run_id,
-            "its record holds neither a notebook with the cell nor the kernel's history",
-        )
-    rebuilt = reprobuild.from_history(history, rec.cell, determinism)
-    if rec.origin:
-        rebuilt.name = Path(rec.origin).name
-    if rec.snapshot is not None:
-        rebuilt.notes.append(
-            "the saved notebook did not hold the cell as it ran (edited or not saved since): "
-            "rebuilt from the kernel history instead"
-        )
-    return rebuilt
-
-
-def _metric_keys(rec: Record, metrics: Sequence[str] | str | None) -> list[str]:
-    if metrics is None:
-        # MLflow's system metrics (system/cpu_utilization_percentage...) measure the machine.
-        return sorted(k for k in rec.metrics if not k.startswith("system/"))
-    keys = [metrics] if isinstance(metrics, str) else list(metrics)
-    unknown = [k for k in keys if k not in rec.metrics]
-    if unknown:
-        have = ", ".join(sorted(rec.metrics)) or "none"
-        raise UsageError(f"run {rec.run_id} has no metric {unknown[0]!r}", f"its metrics: {have}")
-    return keys
-
 
 # -- before running ----------------------------------------------------------------------------
 
@@ -265,61 +109,6 @@ def _refusal(checks: Sequence[Check], strict: bool) -> str | None:
 # -- running -----------------------------------------------------------------------------------
 
 
-def _seeds(rec: Record, rebuilt: reprobuild.Rebuilt) -> dict[str, int]:
-    """The reproduced cell's seed, and the seeds earlier tracked cells had in the original
-    kernel (the latest run of each before this one): a seed drawn there is drawn here too."""
-    seeds: dict[str, int] = {}
-    tracked = {
-        reprobuild.sha256(c)
-        for c in rebuilt.earlier
-        if c.lstrip().startswith("%%track") or "nbtrack.run(" in c
-    }
-    kernel = {k: rec.tags.get(k, "") for k in ("nbtrack.host", "nbtrack.pid", "nbtrack.pid_start")}
-    if tracked and all(kernel.values()):
-        for run in store.runs_with_tags([rec.experiment_id], kernel):
-            if run.start_time >= rec.start_ms:
-                break
-            sha = run.tags.get("nbtrack.cell.sha256")
-            seed = run.params.get("random_seed", "")
-            if sha in tracked and seed.lstrip("-").isdigit():
-                seeds[sha] = int(seed)
-    if rec.seed is not None:
-        seeds[rebuilt.cell_sha256] = rec.seed
-    return seeds
-
-
-def _kernel_env(rec: Record) -> dict[str, str | None]:
-    from nbtrack.capture.redact import REDACTED
-
-    env: dict[str, str | None] = {"NBTRACK_DISABLE": None}  # a reproduction is tracked
-    recorded = (rec.environment or {}).get("env")
-    if isinstance(recorded, dict):
-        for var in RESULT_ENV:
-            value = recorded.get(var)
-            env[var] = value if value and REDACTED not in value else None
-    # The original's folder stays importable: its local modules, as they are now (the code
-    # check says whether they changed).
-    origin_dir = os.path.dirname(rec.origin) if rec.origin else None
-    if origin_dir and os.path.isdir(origin_dir):
-        paths = [origin_dir, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-    return env
-
-
-def _kernel_name(rebuilt: reprobuild.Rebuilt, notes: list[str]) -> str:
-    spec = ((rebuilt.notebook or {}).get("metadata") or {}).get("kernelspec") or {}
-    name = spec.get("name") or "python3"
-    try:
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        if name not in KernelSpecManager().find_kernel_specs():
-            notes.append(f"the notebook's kernel {name!r} is not installed here: ran python3")
-            return "python3"
-    except Exception:
-        pass
-    return name
-
-
 def _execute(
     rec: Record,
     rebuilt: reprobuild.Rebuilt,
@@ -340,16 +129,16 @@ def _execute(
             notes.append(f"{p.given} could not be placed in the re-run's folder")
     path = rebuilt.write(workdir)
     tags = {TAG_OF: rec.run_id, TAG_ATTEMPT: attempt}
-    if rec.tags.get("mlflow.source.name"):  # the notebook it reproduces, not a temp copy
-        tags["mlflow.source.name"] = rec.tags["mlflow.source.name"]
+    if rec.tags.get(R.TAG_SOURCE_NAME):  # the notebook it reproduces, not a temp copy
+        tags[R.TAG_SOURCE_NAME] = rec.tags[R.TAG_SOURCE_NAME]
     settings = runner.RunnerSettings(
         notebook=str(path) if rebuilt.kind == "notebook" else None,
         experiment=rec.experiment,
-        seeds=_seeds(rec, rebuilt),
+        seeds=rerun_kernel.seeds(rec, rebuilt),
         tags=tags,
         tracking_uri=store.tracking_uri(),
     )
-    env = _kernel_env(rec)
+    env = rerun_kernel.kernel_env(rec)
     if rebuilt.kind == "script":
         return runner.execute_script(
             path, tmp / "output.log", settings=settings, env=env, cwd=workdir, timeout=timeout
@@ -362,7 +151,7 @@ def _execute(
         env=env,
         cwd=workdir,
         timeout=timeout,
-        kernel_name=kernel_name or _kernel_name(rebuilt, notes),
+        kernel_name=kernel_name or rerun_kernel.kernel_name(rebuilt, notes),
     )
 
 
@@ -376,7 +165,7 @@ def match(rec: Record, rebuilt: reprobuild.Rebuilt, runs: Sequence[Any]) -> Any 
     of that cell."""
     from nbtrack.query.compare import config_params
 
-    cands = [r for r in runs if r.tags.get("nbtrack.cell.sha256") == rebuilt.cell_sha256]
+    cands = [r for r in runs if r.tags.get(R.TAG_CELL_SHA256) == rebuilt.cell_sha256]
     if len(cands) <= 1:
         return cands[0] if cands else None
     config = config_params(rec.params)
@@ -388,7 +177,7 @@ def match(rec: Record, rebuilt: reprobuild.Rebuilt, runs: Sequence[Any]) -> Any 
 
 
 def _position(rec: Record) -> int:
-    keys = ("nbtrack.host", "nbtrack.pid", "nbtrack.pid_start", "nbtrack.cell.sha256")
+    keys = (R.TAG_HOST, R.TAG_PID, R.TAG_PID_START, R.TAG_CELL_SHA256)
     tags = {k: rec.tags[k] for k in keys if rec.tags.get(k)}
     ids = [r.run_id for r in store.runs_with_tags([rec.experiment_id], tags)]
     return ids.index(rec.run_id) if rec.run_id in ids else 0
@@ -399,14 +188,14 @@ def post_checks(rec: Record, rerun: Any, tmp: Path) -> list[Check]:
     Python, torch determinism and hardware."""
     folder = store.download_artifacts(rerun.run_id, "nbtrack", tmp / "rerun")
     root = folder.parent if folder is not None else None
-    env_text = _read(root, "nbtrack/environment.json")
+    env_text = read_artifact(root, R.ARTIFACT_ENVIRONMENT)
     env_now = json.loads(env_text) if env_text else {}
     env_then = rec.environment or {}
     checks = [
         reprocheck.check_data_hash(rec.params.get("data_hash"), rerun.params.get("data_hash")),
         reprocheck.check_environment(
             rec.requirements,
-            _read(root, "nbtrack/requirements.txt"),
+            read_artifact(root, R.ARTIFACT_REQUIREMENTS),
             rec.params.get("python_version"),
             rerun.params.get("python_version"),
         ),
@@ -472,9 +261,9 @@ def _record(
 
     made = rerun_id is None
     if made:
-        tags = {TAG_OF: rec.run_id, TAG_ATTEMPT: attempt, "mlflow.source.type": rec.kind}
-        if rec.tags.get("mlflow.source.name"):
-            tags["mlflow.source.name"] = rec.tags["mlflow.source.name"]
+        tags = {TAG_OF: rec.run_id, TAG_ATTEMPT: attempt, R.TAG_SOURCE_TYPE: rec.kind}
+        if rec.tags.get(R.TAG_SOURCE_NAME):
+            tags[R.TAG_SOURCE_NAME] = rec.tags[R.TAG_SOURCE_NAME]
         rerun_id = store.create_run(rec.experiment_id, f"reproduce {rec.name}", tags)
     report.record_run_id = rerun_id
     secrets = redact.secret_values()
@@ -521,7 +310,7 @@ def reproduce(
     with tempfile.TemporaryDirectory(prefix="nbtrack-repro-") as tmpdir:
         tmp = Path(tmpdir)
         rec = load_record(run_id, tmp / "record")
-        keys = _metric_keys(rec, metrics)
+        keys = metric_keys(rec, metrics)
         rebuilt = rebuild(rec)
         report = ReproReport(
             verdict=FAILED,
@@ -577,4 +366,4 @@ def reproduce(
     return report
 
 
-__all__ = ["Record", "load_record", "match", "rebuild", "reproduce"]
+__all__ = ["match", "reproduce"]

@@ -8,8 +8,6 @@ follows the run-record contract of DESIGN.md. It knows nothing of IPython.
 from __future__ import annotations
 
 import contextlib
-import getpass
-import json
 import os
 import socket
 import threading
@@ -19,13 +17,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbtrack import settings, store
+from nbtrack import logs, settings, store
+from nbtrack import record as R
 from nbtrack.capture import data as datacap
 from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
+from nbtrack.logs import failures_logged
+from nbtrack.tracking import snapshot
 from nbtrack.tracking.metrics.points import check_key, check_value
 from nbtrack.tracking.metrics.writer import MetricWriter
+
+_log = logs.get(__name__)
 
 
 @dataclass
@@ -154,7 +157,7 @@ class TrackedRun:
             files = {}
             if error is not None and status == "FAILED":
                 tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-                files["nbtrack/traceback.txt"] = redact.redact_text(tb, redact.secret_values())
+                files[R.ARTIFACT_TRACEBACK] = redact.redact_text(tb, redact.secret_values())
             store.log_files(self.run_id, files)
             if late:
                 store.log_params_tags(self.run_id, params=late)
@@ -265,23 +268,23 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     params.update(environment.library_versions())
     params, long_files = _fit_params(redact.redact_params(params))
 
-    tags = _tags(spec, src, gitstate, s.runner_tags)
+    tags = snapshot.run_tags(spec, src, gitstate, s.runner_tags)
     run_id, run_name = store.start_run(exp_id, spec.name, tags, parent_run_id=parent)
     run = TrackedRun(run_id, run_name, exp_id, exp_name, uri)
     run.spec, run.seed, run.data_hash = spec, seed, data_hash
     _stack.append(run)
     try:
         seeds.apply_seed(seed)
-        files = _snapshot_files(src, nb, gitstate, inputs, secret_values)
+        files = snapshot.snapshot_files(src, nb, gitstate, inputs, secret_values)
         files.update(long_files)
-        late_tags = {"nbtrack.notebook.sha256": nb.sha256} if nb else {}
+        late_tags = {R.TAG_NOTEBOOK_SHA256: nb.sha256} if nb else {}
         store.log_params_tags(run_id, params=params, tags=late_tags)
         run.params.update(params)
         store.log_files(run_id, files)
-        store.log_datasets(run_id, [_dataset(i) for i in inputs])
+        store.log_datasets(run_id, [snapshot.dataset_entry(i) for i in inputs])
     except BaseException:
         # A snapshot that cannot be written leaves no half-recorded RUNNING run behind.
-        with contextlib.suppress(Exception):
+        with failures_logged(_log, "_stack.remove(run)"):
             _stack.remove(run)
             store.end_run(run_id, "FAILED")
         raise
@@ -310,7 +313,7 @@ def _papermill_cells(src: Source, nb: nbcap.NotebookFile | None) -> list[str]:
         ran = {c.strip() for c in src.earlier}
         if nb.parameters.strip() in ran:
             cells.append(nb.parameters)
-    injected = [c for c in src.earlier if source.papermill_parameters(c)]
+    injected = [c for c in src.earlier if source.is_papermill_parameters_cell(c)]
     if injected:
         cells.append(injected[-1])
     return cells
@@ -321,7 +324,7 @@ def _fit_params(params: Mapping[str, str]) -> tuple[dict[str, str], dict[str, st
     fitted, files = {}, {}
     for key, value in params.items():
         if len(value) > store.MAX_PARAM_VALUE:
-            rel = f"nbtrack/params/{_safe_name(key)}.txt"
+            rel = f"{R.ARTIFACT_PARAMS_DIR}/{_safe_name(key)}.txt"
             files[rel] = value
             fitted[key] = f"artifact:{rel}"
         else:
@@ -331,94 +334,6 @@ def _fit_params(params: Mapping[str, str]) -> tuple[dict[str, str], dict[str, st
 
 def _safe_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[:100]
-
-
-def _tags(spec: RunSpec, src: Source, gitstate, runner_tags: Mapping[str, str]) -> dict[str, str]:
-    tags = {
-        "mlflow.source.type": src.kind,
-        **process_tags(),
-        "nbtrack.kernel": src.kernel or "none",
-        "nbtrack.cell.sha256": nbcap.cell_sha256(src.code),
-    }
-    if src.path:
-        tags["mlflow.source.name"] = src.path
-    tags.update(git_tags(gitstate))
-    tags.update({k: redact.redact_text(str(v)) for k, v in spec.tags.items()})
-    tags.update(runner_tags)
-    return tags
-
-
-def process_tags() -> dict[str, str]:
-    """Who and which process: what tells a run whose process died (closed as KILLED later)."""
-    return {
-        "mlflow.user": _user(),
-        "nbtrack.host": socket.gethostname(),
-        "nbtrack.pid": str(os.getpid()),
-        "nbtrack.pid_start": _process_start(),
-    }
-
-
-def git_tags(gitstate) -> dict[str, str]:
-    """The code version as MLflow's own git tags (the UI shows them) and nbtrack's dirty flag."""
-    if gitstate is None:
-        return {"nbtrack.git": "not a git repository"}
-    tags = {"nbtrack.git.dirty": str(gitstate.dirty).lower()}
-    for key, value in (
-        ("mlflow.source.git.commit", gitstate.commit),
-        ("mlflow.source.git.branch", gitstate.branch),
-        ("mlflow.source.git.repoURL", gitstate.repo_url),
-    ):
-        if value:
-            tags[key] = value
-    return tags
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
-
-
-def _process_start() -> str:
-    try:
-        import psutil
-
-        return f"{psutil.Process().create_time():.3f}"
-    except Exception:
-        return ""
-
-
-def _snapshot_files(src: Source, nb, gitstate, inputs, secret_values) -> dict[str, str]:
-    files = {
-        "nbtrack/cell.py": redact.redact_text(src.code, secret_values),
-        "nbtrack/requirements.txt": environment.installed_distributions(),
-        "nbtrack/environment.json": json.dumps(environment.environment_info(), indent=1) + "\n",
-    }
-    if src.history is not None:
-        files["nbtrack/history.py"] = nbcap.history_script(src.history, secret_values)
-    if nb is not None:
-        files["nbtrack/notebook.ipynb"] = nb.text
-    if gitstate is not None and gitstate.dirty and gitstate.diff:
-        files["nbtrack/git.diff"] = gitstate.diff
-    if inputs:
-        files["nbtrack/data.json"] = json.dumps([i.to_dict() for i in inputs], indent=1) + "\n"
-    return files
-
-
-def _dataset(item: datacap.DataInput) -> dict:
-    d = {
-        "name": Path(item.path).name or item.given,
-        "digest": item.digest,
-        "source": item.path,
-        "sha256": item.digest,
-        "kind": item.kind,
-        "size": item.size,
-        "files": item.files,
-    }
-    if item.dvc_md5:
-        d["dvc_md5"] = item.dvc_md5
-    return d
 
 
 # -- runs a dead kernel left behind ------------------------------------------------------------
@@ -452,12 +367,12 @@ def _close_orphans() -> list[str]:
     for run in store.running_runs(host):
         tags = run.tags
         try:
-            pid = int(tags.get("nbtrack.pid", ""))
+            pid = int(tags.get(R.TAG_PID, ""))
         except ValueError:
             continue
         if pid == os.getpid() and any(r.run_id == run.run_id for r in _stack):
             continue
-        if alive(pid, tags.get("nbtrack.pid_start", "")):
+        if alive(pid, tags.get(R.TAG_PID_START, "")):
             continue
         store.mark_killed(run.run_id, f"kernel process {pid} on {host} ended during the run")
         closed.append(run.run_id)

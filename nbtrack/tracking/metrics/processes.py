@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from nbtrack.logs import failures_logged
 from nbtrack.tracking.metrics.points import CHUNK, Point
 from nbtrack.tracking.metrics.spool import persist_chunk
 
@@ -130,7 +131,7 @@ class WriterProcess:
             pass
         finally:
             if self.proc is not None:
-                with contextlib.suppress(Exception):
+                with failures_logged(_log, "self.proc.wait(timeout=30)"):
                     self.proc.wait(timeout=30)
             w._pool.ended(self)
 

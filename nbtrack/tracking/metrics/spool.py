@@ -16,7 +16,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from nbtrack import logs
 from nbtrack.tracking.metrics.points import Point
+
+_log = logs.get(__name__)
 
 # Persists points of one run: (uri, run_id, [(key, value, timestamp_ms, step), ...]).
 Persist = Callable[[str, str, list[tuple[str, float, int, int]]], None]
@@ -37,6 +40,7 @@ def with_retry(persist: Persist, uri: str, run_id: str, points: list) -> None:
     try:
         persist(uri, run_id, points)
     except Exception:
+        _log.debug("persist(uri, run_id, points) failed", exc_info=True)
         time.sleep(0.2)  # one quick retry covers a blip
         persist(uri, run_id, points)
 
@@ -51,6 +55,7 @@ def persist_chunk(
         try:
             with_retry(persist, uris[run_id], run_id, points)
         except Exception as e:
+            _log.debug("with_retry(persist, uris[run_id], run_id, points) failed", exc_info=True)
             error = (
                 f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
             )
@@ -112,6 +117,7 @@ def replay(persist: Persist, spool_dir: Path) -> tuple[int, int, str | None]:
                     sent += len(points)
                     continue
                 except Exception as e:
+                    _log.debug("with_retry(persist, uri, run_id, points) failed", exc_info=True)
                     failing[uri] = f"{type(e).__name__}: {e}"
             spool(spool_dir, uri, run_id, points)
             left += len(points)

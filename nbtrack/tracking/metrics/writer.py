@@ -191,6 +191,7 @@ class MetricWriter:
             try:
                 self._dispatch(chunk)
             except BaseException as e:  # never lose a chunk to a bug in the writer itself
+                _log.debug("self._dispatch(chunk) failed", exc_info=True)
                 self._finish(chunk, self._spool_chunk(chunk, f"{type(e).__name__}: {e}"))
 
     def _next_chunk(self) -> list[Point] | None:

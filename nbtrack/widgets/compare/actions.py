@@ -70,7 +70,7 @@ class ActionsMixin:
         if r is None:
             return ""
         if format == "papermill":
-            return repr(core.papermill_parameters(r.params))
+            return repr(core.as_papermill_parameters(r.params))
         exp = self.cache.experiments.get(r.experiment_id)
         if exp is None and len(self.experiment_names) == 1:
             exp = self.experiment_names[0]
