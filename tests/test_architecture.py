@@ -93,3 +93,37 @@ def _is_module(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ImportError:  # a parent that is not a package: a tag name, not a module
         return False
+
+
+def test_broad_excepts_leave_a_trace():
+    # nbtrack's own failures must not break a cell, but they must not vanish either: a broad
+    # except logs (at debug, shown with NBTRACK_DEBUG=1), warns, re-raises or prints a traceback;
+    # contextlib.suppress(Exception) is logs.failures_logged.
+    import ast
+
+    traced = ("log.", "_log.", "logger", "getLogger", "warn(", "raise", "print_exc", "_swallow(")
+    silent = []
+    for path in sorted((ROOT / "nbtrack").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        for node in ast.walk(ast.parse(path.read_text())):
+            handler = isinstance(node, ast.ExceptHandler) and _broad(node.type)
+            if handler and not any(t in ast.unparse(node) for t in traced):
+                silent.append(f"{rel}:{node.lineno}")
+            if isinstance(node, ast.With):
+                for item in node.items:
+                    call = item.context_expr
+                    name = getattr(getattr(call, "func", None), "attr", None) or getattr(
+                        getattr(call, "func", None), "id", None
+                    )
+                    if name == "suppress" and any(_broad(a) for a in call.args):
+                        silent.append(f"{rel}:{node.lineno} suppress(Exception)")
+    assert silent == [], "log what is swallowed (nbtrack.logs.failures_logged)"
+
+
+def _broad(node) -> bool:
+    import ast
+
+    if node is None:
+        return True
+    names = node.elts if isinstance(node, ast.Tuple) else [node]
+    return any(isinstance(n, ast.Name) and n.id in ("Exception", "BaseException") for n in names)
