@@ -72,8 +72,8 @@ def test_register_is_per_cell_not_a_session_default(shell):
 
 
 def test_parse_line_reads_register():
-    assert track_line.parse_line("--register digits -e x").register == "digits"
-    assert track_line.parse_line("-e x").register is None
+    assert track_line.parse_line("--register digits -e x").cell.register == "digits"
+    assert track_line.parse_line("-e x").cell.register is None
 
 
 def test_papermill_stops_at_a_cell_that_was_to_register_and_logged_no_model(store, tmp_path):

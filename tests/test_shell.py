@@ -119,7 +119,7 @@ def test_transformer_leaves_other_cells_alone():
 
 
 def test_parse_line_flags():
-    spec = track_line.parse_line(
+    spec, cell = track_line.parse_line(
         "-e exp -n name -s 3 -d a.csv -d b/ -p lr=0.1 -p opt=a=b --tag t=1 --no-auto-params "
         "--nested --no-live --no-card"
     )
@@ -127,7 +127,7 @@ def test_parse_line_flags():
     assert spec.data == ["a.csv", "b/"]
     assert spec.params == {"lr": "0.1", "opt": "a=b"}
     assert spec.tags == {"t": "1"}
-    assert not spec.auto_params and spec.nested and spec.live is False and spec.card is False
+    assert not spec.auto_params and spec.nested and not cell.live and not cell.card
 
 
 def test_run_block_in_a_cell_records_that_cell_even_without_history(shell, client):

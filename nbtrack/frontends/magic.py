@@ -21,7 +21,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbtrack import settings
 from nbtrack.errors import NbtrackError, StoreError, UserError, warn
-from nbtrack.frontends.track_line import HELP, config_update, parse_line
+from nbtrack.frontends.track_line import HELP, CellOptions, config_update, parse_line
 from nbtrack.logs import failures_logged
 from nbtrack.widgets.card import UntrackedCard, card_for
 
@@ -66,6 +66,7 @@ class _State:
     runs: list = field(default_factory=list)  # runs begun in the current cell
     warmup: Any = None  # the background thread started by load()
     live: dict = field(default_factory=dict)  # run id -> live curves view of a running cell
+    cells: dict = field(default_factory=dict)  # id(run) -> its cell's CellOptions
 
 
 _state = _State()
@@ -113,8 +114,9 @@ def _finish(run, status: str, error: BaseException | None) -> NbtrackError | Non
                 view.close()
             except Exception:
                 _log.debug("closing the live curves failed", exc_info=True)
-    refused = _register(run) if status == "FINISHED" else None
-    if run.spec.card is not False and settings.current().card:
+    cell = _state.cells.pop(id(run), None) or CellOptions()
+    refused = _register(run, cell.register) if status == "FINISHED" else None
+    if cell.card and settings.current().card:
         try:
             _display_card(_card(run))
         except Exception:
@@ -122,11 +124,10 @@ def _finish(run, status: str, error: BaseException | None) -> NbtrackError | Non
     return refused
 
 
-def _register(run) -> NbtrackError | None:
+def _register(run, name: str | None) -> NbtrackError | None:
     """``--register NAME``: the model the cell logged becomes a new version of NAME, once the
     run has FINISHED. A user's mistake (the cell logged no model, read-only access) is returned,
     to stop the notebook like an error in the cell; a store failure is a warning."""
-    name = getattr(run.spec, "register", None)
     if not name:
         return None
     from nbtrack.model_registry import registry as models
@@ -180,7 +181,7 @@ def _begin_cell(args: str) -> None:
     from nbtrack.tracking import tracker
 
     try:
-        spec = parse_line(args, settings.session_defaults())
+        spec, cell = parse_line(args, settings.session_defaults())
     except NbtrackError as e:
         raise IPythonUsageError(str(e)) from None
     if settings.current().disable:
@@ -190,7 +191,7 @@ def _begin_cell(args: str) -> None:
 
             seeds.apply_seed(spec.seed)
         _state.runs.append(tracker.NullRun("NBTRACK_DISABLE=1"))
-        if spec.live is not False and settings.current().live:
+        if cell.live and settings.current().live:
             try:
                 from nbtrack.widgets import live
 
@@ -216,7 +217,8 @@ def _begin_cell(args: str) -> None:
         _untracked(tracker, e)
         return
     _state.runs.append(run)
-    if run.spec.live is not False and settings.current().live:
+    _state.cells[id(run)] = cell
+    if cell.live and settings.current().live:
         _state.live[run.run_id] = _attach_live(run)
 
 

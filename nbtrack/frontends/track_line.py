@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nbtrack.errors import UsageError
+
+if TYPE_CHECKING:  # not imported with the magic: %load_ext stays light
+    from nbtrack.tracking.tracker import RunSpec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,8 +68,22 @@ def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
     return out
 
 
-def parse_line(line: str, defaults: dict[str, Any] | None = None):
-    """The RunSpec a ``%%track`` line asks for, on top of the session's ``%track_config``."""
+@dataclass(frozen=True)
+class CellOptions:
+    """What the magic does around a tracked cell; not part of the run's record."""
+
+    live: bool = True  # live learning curves under the cell (--no-live: False)
+    card: bool = True  # the run card under the cell (--no-card: False)
+    register: str | None = None  # registered model the cell's logged model becomes a version of
+
+
+class TrackLine(NamedTuple):
+    spec: RunSpec  # what the run records
+    cell: CellOptions  # what the magic does around the cell
+
+
+def parse_line(line: str, defaults: dict[str, Any] | None = None) -> TrackLine:
+    """What a ``%%track`` line asks for, on top of the session's ``%track_config``."""
     from nbtrack.tracking.tracker import RunSpec
 
     try:
@@ -83,16 +101,18 @@ def parse_line(line: str, defaults: dict[str, Any] | None = None):
         tags={**d.get("tags", {}), **_pairs(ns.tag, "--tag")},
         auto_params=not (ns.no_auto_params or d.get("no_auto_params")),
         nested=bool(ns.nested or d.get("nested")),
-        live=False if (ns.no_live or d.get("no_live")) else None,
-        card=False if (ns.no_card or d.get("no_card")) else None,
+    )
+    cell = CellOptions(
+        live=not (ns.no_live or d.get("no_live")),
+        card=not (ns.no_card or d.get("no_card")),
         register=ns.register,
     )
-    return spec
+    return TrackLine(spec, cell)
 
 
 def config_update(defaults: dict[str, Any], line: str) -> dict[str, Any]:
-    spec = parse_line(line)
-    if spec.register:
+    spec, cell = parse_line(line)
+    if cell.register:
         raise UsageError("--register names one cell's model", "put it on that %%track line")
     out = dict(defaults)
     for key in ("experiment", "name", "seed"):
@@ -107,8 +127,8 @@ def config_update(defaults: dict[str, Any], line: str) -> dict[str, Any]:
     for key, flag in (
         ("no_auto_params", not spec.auto_params),
         ("nested", spec.nested),
-        ("no_live", spec.live is False),
-        ("no_card", spec.card is False),
+        ("no_live", not cell.live),
+        ("no_card", not cell.card),
     ):
         if flag:
             out[key] = True

@@ -20,6 +20,7 @@ from nbtrack import store
 from nbtrack.errors import MissingExtra, UsageError, warn
 from nbtrack.grids import display_hooks
 from nbtrack.grids.point import TAG_ATTEMPT, TAG_ERROR, TAG_GRID, TAG_POINT, TAG_SECONDS, TAG_STATUS
+from nbtrack.query.compare import format_value
 from nbtrack.record import ARTIFACT_GRID_POINTS as POINTS
 from nbtrack.record import TAG_GRID_NOTEBOOK as TAG_NOTEBOOK
 from nbtrack.record import TAG_GRID_POINTS as TAG_POINTS
@@ -342,10 +343,7 @@ def _py(value: Any) -> Any:
 
 
 def _fmt(value: Any) -> str:
-    value = _py(value)
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
+    return format_value(_py(value))
 
 
 __all__ = ["GridResult", "PointRecord", "point_records"]

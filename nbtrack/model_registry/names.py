@@ -96,7 +96,3 @@ def _clean(text: str | None, limit: int = MAX_REASON) -> str:
 
 def _alias_map(rm) -> dict[str, str]:
     return {str(k): version_of(v) for k, v in (getattr(rm, "aliases", None) or {}).items()}
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"

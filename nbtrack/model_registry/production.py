@@ -13,13 +13,13 @@ from nbtrack.errors import (
 )
 from nbtrack.model_registry.names import (
     _alias_map,
-    _fmt,
     aliases,
     previous_alias,
     stage_of,
     version_of,
 )
 from nbtrack.model_registry.versions import VersionInfo, _info, _model, _run_or_none, _versions
+from nbtrack.query.compare import format_value
 
 # -- what is in production -----------------------------------------------------------------------
 
@@ -45,7 +45,7 @@ class ProductionModel:
     info: VersionInfo
 
     def _lines(self) -> list[tuple[str, str]]:
-        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in self.info.key_metrics(6)) or "none"
+        metrics = ", ".join(f"{k}={format_value(v)}" for k, v in self.info.key_metrics(6)) or "none"
         promoted = self.promoted_at or "unknown"
         if self.promoted_by:
             promoted += f" by {self.promoted_by}"

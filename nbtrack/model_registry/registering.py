@@ -10,8 +10,9 @@ from nbtrack.errors import (
     UsageError,
 )
 from nbtrack.model_registry.audit import append_record
-from nbtrack.model_registry.names import MAX_METRIC_TAGS, _clean, _fmt, _now, _who, version_of
+from nbtrack.model_registry.names import MAX_METRIC_TAGS, _clean, _now, _who, version_of
 from nbtrack.model_registry.versions import VersionInfo, _experiment_name, _info
+from nbtrack.query.compare import format_value
 from nbtrack.record import RunView
 
 # -- registering ---------------------------------------------------------------------------------
@@ -107,5 +108,5 @@ def _description(run, experiment: str | None) -> str:
     text = " ".join(parts)
     shown = sorted(run.metrics.items())[:4]
     if shown:
-        text += ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in shown)
+        text += ": " + ", ".join(f"{k}={format_value(v)}" for k, v in shown)
     return text + "."

@@ -19,6 +19,7 @@ import html
 import math
 import re
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -194,20 +195,23 @@ def as_papermill_parameters(params: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _format_cell(value: Any) -> str:
-    import pandas as pd
-
+def format_value(value: Any) -> str:
+    """A value in a table cell or a sentence (grid summaries, registry lines): four significant
+    digits, NaN and None blank, a timestamp to the second. The one formatter below the widgets
+    (which have theirs in widgets._html); diffs keep six digits, to show small differences."""
     if value is None:
         return ""
     if isinstance(value, float):
         return "" if math.isnan(value) else f"{value:.4g}"
-    if isinstance(value, pd.Timestamp):
-        return "" if pd.isna(value) else value.strftime("%Y-%m-%d %H:%M:%S")
-    try:
-        if pd.isna(value):
-            return ""
-    except (TypeError, ValueError):
-        pass
+    pd = sys.modules.get("pandas")  # a pandas value comes only with pandas imported
+    if pd is not None:
+        if isinstance(value, pd.Timestamp):
+            return "" if pd.isna(value) else value.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            if pd.isna(value):
+                return ""
+        except (TypeError, ValueError):
+            pass
     return str(value)
 
 
@@ -218,7 +222,7 @@ def table_html(df, limit: int = TOP_ROWS, caption: str = "") -> str:
     head = "".join(f"<th>{e(str(c))}</th>" for c in shown.columns)
     body = []
     for row in shown.itertuples(index=False, name=None):
-        body.append("<tr>" + "".join(f"<td>{e(_format_cell(v))}</td>" for v in row) + "</tr>")
+        body.append("<tr>" + "".join(f"<td>{e(format_value(v))}</td>" for v in row) + "</tr>")
     more = len(df) - len(shown)
     note = f" · {more:,} more not shown" if more > 0 else ""
     return (
@@ -233,7 +237,7 @@ def group_html(table, by: str, metric: str) -> str:
     e = html.escape
     rows = []
     for key, runs, mean, lo, hi in table.itertuples(index=False, name=None):
-        cells = [e(str(key)), str(int(runs))] + [e(_format_cell(float(v))) for v in (mean, lo, hi)]
+        cells = [e(str(key)), str(int(runs))] + [e(format_value(float(v))) for v in (mean, lo, hi)]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return (
         "<div class='nbtrack-groups' style='font:12px/1.4 sans-serif'>"
@@ -246,6 +250,7 @@ def group_html(table, by: str, metric: str) -> str:
 __all__ = [
     "as_papermill_parameters",
     "config_params",
+    "format_value",
     "group_html",
     "group_table",
     "numeric",

@@ -33,7 +33,9 @@ _log = logs.get(__name__)
 
 @dataclass
 class RunSpec:
-    """What the user asked for, from ``%%track`` flags or ``nbtrack.run()`` arguments."""
+    """What the user asked the run to record, from ``%%track`` flags or ``nbtrack.run()``
+    arguments. What the magic does around a cell (live curves, card, --register) is the
+    magic's own (frontends.track_line.CellOptions)."""
 
     experiment: str | None = None
     name: str | None = None
@@ -43,9 +45,6 @@ class RunSpec:
     tags: dict[str, str] = field(default_factory=dict)
     auto_params: bool = True
     nested: bool = False
-    live: bool | None = None
-    card: bool | None = None
-    register: str | None = None  # registered model the cell's logged model becomes a version of
 
 
 @dataclass
