@@ -258,16 +258,26 @@ def _shell():
 
 
 def kernel_id() -> str | None:
-    """The Jupyter kernel's id, from its connection file; None outside a kernel."""
+    """The Jupyter kernel's id; None outside a kernel.
+
+    A Jupyter server names a kernel's connection file ``kernel-<kernel id>.json``: that id is
+    the one the server's API and the notebook UI show. papermill and nbclient write a temporary
+    file (``tmpXXXX.json``) and give the kernel no id; then the kernel's session id (a UUID made
+    when the kernel started, sent on every message it sends) names it instead.
+    """
     ipykernel = sys.modules.get("ipykernel")  # importing it in a plain shell costs ~50 ms
     if ipykernel is None:
         return None
     try:
         name = os.path.basename(ipykernel.get_connection_file())
     except Exception:
-        _log.debug("os.path.basename(ipykernel.get_connection_file()) failed", exc_info=True)
-        return None
-    return name.removeprefix("kernel-").removesuffix(".json")
+        _log.debug("reading the kernel's connection file name failed", exc_info=True)
+        name = ""
+    if name.startswith("kernel-") and name.endswith(".json"):
+        return name.removeprefix("kernel-").removesuffix(".json")
+    shell = _shell()
+    session = getattr(getattr(getattr(shell, "kernel", None), "session", None), "session", None)
+    return str(session) if session else None
 
 
 def cell_source(shell, info=None):
