@@ -57,10 +57,13 @@ __all__ = [
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext nbtrack``: registers ``%%track`` and ``%track_config``."""
+    """``%load_ext nbtrack``: registers ``%%track`` and ``%track_config``, and puts ``nbtrack``
+    in the notebook's namespace (unless the name is taken), so ``nbtrack.log`` in a tracked cell
+    works without an import."""
     from nbtrack.frontends import magic
 
     magic.load(ipython)
+    ipython.user_ns.setdefault("nbtrack", sys.modules[__name__])
 
 
 def unload_ipython_extension(ipython: Any) -> None:

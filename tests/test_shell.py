@@ -141,3 +141,38 @@ def test_run_block_in_a_cell_records_that_cell_even_without_history(shell, clien
     [run] = all_runs(client, "block")
     assert artifact_text(client, run.info.run_id, "nbtrack/cell.py") == code
     assert json.loads(artifact_text(client, run.info.run_id, "nbtrack/environment.json"))
+
+
+def test_load_ext_puts_nbtrack_in_the_namespace_so_the_readme_example_runs(shell, client):
+    # The README's first example calls nbtrack.log in a tracked cell without importing nbtrack.
+    result = run(
+        shell,
+        "%%track -e readme --no-card\n"
+        "for step in range(3):\n"
+        "    nbtrack.log(step=step, loss=1.0 / (step + 1))",
+    )
+    assert result.success, result.error_in_exec
+    [r] = all_runs(client, "readme")
+    assert r.info.status == "FINISHED" and r.data.metrics["loss"] == 1.0 / 3
+
+
+def test_load_ext_leaves_a_name_the_user_took():
+    ip = InteractiveShell.instance()
+    try:
+        ip.user_ns["nbtrack"] = "mine"
+        ip.run_cell("%load_ext nbtrack")
+        assert ip.user_ns["nbtrack"] == "mine"
+        ip.run_cell("%unload_ext nbtrack")
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_seeded_cells_get_distinct_run_names(shell, client):
+    # MLflow draws run names from the global random module, which --seed seeds: nbtrack names them.
+    for _ in range(3):
+        assert run(
+            shell, "%%track -e names --seed 7 --no-card\nimport random\nx = random.random()"
+        ).success
+    runs = all_runs(client, "names")
+    assert len({r.info.run_name for r in runs}) == 3
+    assert len({r.data.params["random_seed"] for r in runs}) == 1

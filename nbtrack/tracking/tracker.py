@@ -24,7 +24,7 @@ from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
 from nbtrack.logs import failures_logged
-from nbtrack.tracking import snapshot
+from nbtrack.tracking import names, snapshot
 from nbtrack.tracking.metrics.points import check_key, check_value
 from nbtrack.tracking.metrics.writer import MetricWriter
 
@@ -268,7 +268,8 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     params, long_files = _fit_params(redact.redact_params(params))
 
     tags = snapshot.run_tags(spec, src, gitstate, s.runner_tags)
-    run_id, run_name = store.start_run(exp_id, spec.name, tags, parent_run_id=parent)
+    name = spec.name or names.run_name()  # not MLflow's: a seeded cell would repeat it
+    run_id, run_name = store.start_run(exp_id, name, tags, parent_run_id=parent)
     run = TrackedRun(run_id, run_name, exp_id, exp_name, uri)
     run.spec, run.seed, run.data_hash = spec, seed, data_hash
     _stack.append(run)
