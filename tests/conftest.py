@@ -11,6 +11,16 @@ from pathlib import Path
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _main_module_restored():
+    """An in-process IPython shell (test_shell, test_register_cell) puts its own module in
+    ``sys.modules["__main__"]`` and leaves it there; later tests read pytest's own."""
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def template_db(tmp_path_factory) -> Path:
     """An empty MLflow database, migrated once per session: a new one costs ~2 s of migrations,

@@ -395,7 +395,7 @@ def test_group_by_data_hash_shows_the_drop(sweep):
 
 
 def test_config_line_round_trips_through_the_magic():
-    from nbtrack.frontends.magic import parse_line
+    from nbtrack.frontends.track_line import parse_line
 
     params = {
         "lr": "0.01",
@@ -407,7 +407,7 @@ def test_config_line_round_trips_through_the_magic():
     }
     line = comparedata.track_line(params, "my exp")
     assert line.startswith("%%track --experiment 'my exp' --seed 7 -p")
-    spec = parse_line(line[len("%%track") :])
+    spec, _ = parse_line(line[len("%%track") :])
     assert spec.params == {"layers": "[64, 32]", "lr": "0.01", "name": "it's a <b>test</b>"}
     assert spec.seed == 7 and spec.experiment == "my exp"
     assert comparedata.as_papermill_parameters(params) == {
