@@ -48,6 +48,7 @@ TAG_GIT = "nbtrack.git"
 TAG_GIT_DIRTY = "nbtrack.git.dirty"
 TAG_CELL_SHA256 = "nbtrack.cell.sha256"
 TAG_NOTEBOOK_SHA256 = "nbtrack.notebook.sha256"
+TAG_NOTEBOOK_SNAPSHOT = "nbtrack.notebook.snapshot"
 TAG_KILLED_REASON = "nbtrack.killed_reason"
 TAG_EXPERIMENT = "nbtrack.experiment"
 TAG_REPRO_OF = "nbtrack.repro.of"
@@ -113,7 +114,7 @@ CONTRACT: tuple[Field, ...] = (
     Field(TAG_USER, "tag", "who ran it"),
     Field(TAG_RUN_NAME, "tag", "the run's name"),
     Field(TAG_PARENT_RUN_ID, "tag", "the parent run (a grid's point runs under the grid run)"),
-    Field(TAG_NOTE, "tag", "the run's description"),
+    Field(TAG_NOTE, "tag", "the run's description: --note, else the markdown right above the cell"),
     Field(TAG_PID, "tag", "the process that records the run"),
     Field(TAG_PID_START, "tag", "that process's start time, so a reused pid is not taken as alive"),
     Field(TAG_HOST, "tag", "the machine that records the run"),
@@ -122,6 +123,12 @@ CONTRACT: tuple[Field, ...] = (
     Field(TAG_GIT_DIRTY, "tag", "whether the work tree had uncommitted changes"),
     Field(TAG_CELL_SHA256, "tag", "sha256 of the cell's code"),
     Field(TAG_NOTEBOOK_SHA256, "tag", "sha256 of the notebook as saved"),
+    Field(
+        TAG_NOTEBOOK_SNAPSHOT,
+        "tag",
+        "what nbtrack/notebook.ipynb is: exact (the saved file, hashing to the sha256 tag), or "
+        "what was changed (redacted, widget state removed)",
+    ),
     Field(TAG_KILLED_REASON, "tag", "why a run was marked killed"),
     Field(TAG_EXPERIMENT, "tag", "the experiment a registered version's run belongs to"),
     Field(TAG_REPRO_OF, "tag", "on a reproduction: the run it reproduces"),

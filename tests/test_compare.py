@@ -326,6 +326,15 @@ def test_diff_keeps_only_what_differs(pair):
     assert "params (3 differ, 2 identical)" in text
 
 
+def test_the_note_is_a_column_and_its_whole_text_is_in_the_diff(store):
+    a = _plain("a", tags={"mlflow.note.content": "## Baseline\nlr 0.01, as in the paper"})
+    b = _plain("b", tags={"mlflow.note.content": "## Warm-up\nlr 0.1 with warm-up"})
+    df = nbtrack.runs("cmp")
+    assert sorted(df["note"]) == ["Baseline", "Warm-up"]  # the first line, heading marks left out
+    note = next(t for t in nbtrack.diff(a, b).texts if t.title == "note")
+    assert "-lr 0.01, as in the paper" in note.diff and "+lr 0.1 with warm-up" in note.diff
+
+
 def test_diff_html_escapes_everything(pair):
     page = nbtrack.diff(*pair)._repr_html_()
     assert HOSTILE not in page

@@ -100,8 +100,11 @@ def test_training_notebook_records_the_whole_contract(store, client, project):
     cell_py = artifact_text(client, run.info.run_id, "nbtrack/cell.py")
     assert cell_py.startswith("%%track --experiment contract")
     assert tags["nbtrack.cell.sha256"] == hashlib.sha256(cell_py.encode()).hexdigest()
-    snapshot = json.loads(artifact_text(client, run.info.run_id, "nbtrack/notebook.ipynb"))
-    assert len(snapshot["cells"]) == 5
+    snapshot_text = artifact_text(client, run.info.run_id, "nbtrack/notebook.ipynb")
+    assert len(json.loads(snapshot_text)["cells"]) == 5
+    # nothing in it to redact or drop: the snapshot is the saved file, and hashes to the tag
+    assert tags["nbtrack.notebook.snapshot"] == "exact"
+    assert hashlib.sha256(snapshot_text.encode()).hexdigest() == tags["nbtrack.notebook.sha256"]
     history = artifact_text(client, run.info.run_id, "nbtrack/history.py")
     assert "%load_ext nbtrack" in history and "epochs = 5" in history
     assert history.index("epochs = 5") < history.index("%%track")
@@ -139,6 +142,21 @@ def test_seed_makes_the_cell_replayable(store, client, project):
     # the seeded numpy draw in the cell is the same in both runs
     assert outputs_text(first.cells[4]) == outputs_text(second.cells[4])
     assert a.data.metrics == b.data.metrics
+
+
+def test_the_markdown_above_a_tracked_cell_becomes_the_runs_description(store, client, tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A notebook\nabout everything"),
+        nbformat.v4.new_code_cell("%load_ext nbtrack"),
+        nbformat.v4.new_markdown_cell("## Warm-up run\nlr 0.1 with a warm-up, to compare"),
+        nbformat.v4.new_code_cell("%%track -e described --no-card\nlr = 0.1"),
+    ]
+    nbformat.write(nb, tmp_path / "d.ipynb")
+    execute(tmp_path / "d.ipynb", tmp_path)
+    [run] = all_runs(client, "described")
+    note = "## Warm-up run\nlr 0.1 with a warm-up, to compare"
+    assert run.data.tags["mlflow.note.content"] == note  # the MLflow UI's description
 
 
 def test_without_seed_a_seed_is_drawn_applied_and_logged(store, client, tmp_path):

@@ -13,18 +13,22 @@ from nbtrack.capture.notebook import read_notebook
 PASSWORD = "hunter2" + "-not-a-real-one"
 
 
-def _write(path, source: str) -> bytes:
+def _write(path, source: str, widgets: bool = True, outputs: list | None = None) -> bytes:
     nb = {
         "cells": [
             {
                 "cell_type": "code",
                 "metadata": {"tags": ["parameters"]},
                 "source": [source],
-                "outputs": [],
+                "outputs": outputs or [],
                 "execution_count": None,
             }
         ],
-        "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}}},
+        "metadata": (
+            {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {}}}}
+            if widgets
+            else {}
+        ),
         "nbformat": 4,
         "nbformat_minor": 5,
     }
@@ -41,6 +45,31 @@ def test_snapshot_is_redacted_hashed_and_drops_widget_state(tmp_path):
     assert PASSWORD not in found.text
     assert "lr = 0.1" in found.parameters
     assert "widgets" not in json.loads(found.text)["metadata"]
+    assert found.snapshot == "redacted, widget state removed"
+
+
+def test_a_snapshot_with_nothing_to_change_is_the_saved_file_byte_for_byte(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    # nbformat's own layout (indent 1, a trailing newline) or any other: the bytes are kept
+    raw = _write(path, "lr = 0.1\n", widgets=False, outputs=[_stream("loss 0.5\n")])
+    found = read_notebook(str(path))
+    assert found.snapshot == "exact"
+    assert found.text.encode() == raw
+    assert hashlib.sha256(found.text.encode()).hexdigest() == found.sha256
+
+
+def test_the_snapshot_says_what_was_changed(tmp_path):
+    path = tmp_path / "nb.ipynb"
+    _write(path, "lr = 0.1\n")
+    assert read_notebook(str(path)).snapshot == "widget state removed"
+    _write(path, "lr = 0.1\n", widgets=False, outputs=[_stream(f"password={PASSWORD}\n")])
+    os.utime(path, ns=(2, 2))
+    found = read_notebook(str(path))
+    assert found.snapshot == "redacted" and PASSWORD not in found.text
+
+
+def _stream(text: str) -> dict:
+    return {"output_type": "stream", "name": "stdout", "text": [text]}
 
 
 def test_an_unchanged_file_is_not_read_again_and_a_changed_one_is(tmp_path):
@@ -60,3 +89,31 @@ def test_a_missing_or_broken_notebook_is_none(tmp_path):
     assert read_notebook(str(tmp_path / "gone.ipynb")) is None
     (tmp_path / "bad.ipynb").write_text("{not json")
     assert read_notebook(str(tmp_path / "bad.ipynb")) is None
+
+
+def test_the_markdown_right_above_a_code_cell_is_its_note(tmp_path):
+    from nbtrack.capture.notebook import cell_sha256
+
+    tracked = "%%track -e notes\nlr = 0.1\n"
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# Intro\nnot this one"},
+            {"cell_type": "code", "metadata": {}, "source": "import x", "outputs": []},
+            {"cell_type": "markdown", "metadata": {}, "source": "## Baseline\nlr 0.1, as in"},
+            {"cell_type": "markdown", "metadata": {}, "source": f"the paper; token {PASSWORD}"},
+            {"cell_type": "code", "metadata": {}, "source": tracked, "outputs": []},
+            {"cell_type": "code", "metadata": {}, "source": "y = 2", "outputs": []},
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps(nb))
+    found = read_notebook(str(path), [PASSWORD])
+    note = found.note_for(tracked)
+    assert note.startswith("## Baseline\nlr 0.1, as in\n\nthe paper; token ")
+    assert PASSWORD not in note and "Intro" not in note
+    assert found.note_for("y = 2") is None  # no markdown right above it
+    assert found.note_for("edited since the save") is None
+    assert set(found.notes) == {cell_sha256(tracked), cell_sha256("import x")}

@@ -8,6 +8,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from support import all_runs
 
+import nbtrack
 from nbtrack import settings
 from nbtrack.frontends import magic, track_line
 
@@ -176,3 +177,11 @@ def test_seeded_cells_get_distinct_run_names(shell, client):
     runs = all_runs(client, "names")
     assert len({r.info.run_name for r in runs}) == 3
     assert len({r.data.params["random_seed"] for r in runs}) == 1
+
+
+def test_note_flag_sets_the_runs_description(shell, client):
+    assert run(shell, '%%track -e noted --no-card --note "warm-up, lr 0.1"\nx = 1').success
+    [r] = all_runs(client, "noted")
+    assert r.data.tags["mlflow.note.content"] == "warm-up, lr 0.1"
+    df = nbtrack.runs("noted")
+    assert df["note"].tolist() == ["warm-up, lr 0.1"]

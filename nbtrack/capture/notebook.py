@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nbtrack.capture.redact import redact_text
@@ -47,12 +47,28 @@ def _resolve(path: str) -> str:
     return str(p.absolute())
 
 
+# What the logged snapshot is (the tag nbtrack.notebook.snapshot): the saved file byte for byte,
+# or the file with secrets redacted and/or saved widget state removed.
+EXACT = "exact"
+REDACTED = "redacted"
+WIDGETS_REMOVED = "widget state removed"
+
+
 @dataclass(frozen=True)
 class NotebookFile:
     path: str
     sha256: str  # of the saved file's bytes, as the user has it on disk
-    text: str  # the notebook JSON with secrets redacted, ready to log
+    text: str  # the notebook to log: the file's own text, unless something had to be changed
     parameters: str | None  # source of the cell tagged "parameters" (papermill's convention)
+    snapshot: str = EXACT  # EXACT (``text`` hashes to ``sha256``), else what was changed
+    # cell_sha256 of a code cell's source -> the markdown cells right above it, redacted: a
+    # tracked cell's explanation, as the notebook's author wrote it (the run's note)
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    def note_for(self, code: str) -> str | None:
+        """The markdown right above the saved cell whose source is ``code``; None if the saved
+        notebook has no such cell (not saved since the cell was edited) or no markdown there."""
+        return self.notes.get(cell_sha256(code)) or None
 
 
 # The last notebook read, keyed as DVC keys its digests (path, size, mtime, inode) plus the
@@ -89,23 +105,46 @@ def _read(path: str, secrets: list[str]) -> NotebookFile | None:
         return None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         return None
-    if isinstance(nb.get("metadata"), dict):
-        nb["metadata"].pop("widgets", None)
+    changes = []
+    if isinstance(nb.get("metadata"), dict) and nb["metadata"].pop("widgets", None) is not None:
+        changes.append(WIDGETS_REMOVED)
     parameters = None
+    redacted = False
+    notes: dict[str, str] = {}
+    above: list[str] = []  # the markdown cells since the last code cell
     for cell in nb["cells"]:
         if not isinstance(cell, dict):
             continue
         source = _joined(cell.get("source", ""))
         if parameters is None and "parameters" in (cell.get("metadata", {}).get("tags") or []):
             parameters = source
-        cell["source"] = redact_text(source, secrets)
+        clean = redact_text(source, secrets)
+        if clean != source:
+            cell["source"], redacted = clean, True
+        if cell.get("cell_type") == "markdown":
+            above.append(clean.strip())
+        elif cell.get("cell_type") == "code":
+            if any(above):
+                notes[cell_sha256(source)] = "\n\n".join(a for a in above if a)
+            above = []
         for out in cell.get("outputs") or []:
-            _redact_output(out, secrets)
+            redacted = _redact_output(out, secrets) or redacted
+    if redacted:
+        changes.insert(0, REDACTED)
+    try:
+        # Nothing changed: the file as saved, so the artifact hashes to nbtrack.notebook.sha256.
+        text = raw.decode("utf-8") if not changes else None
+    except UnicodeDecodeError:
+        text = None
+    if text is None:
+        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     return NotebookFile(
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
-        text=json.dumps(nb, indent=1, ensure_ascii=False) + "\n",
+        text=text,
         parameters=parameters,
+        snapshot=", ".join(changes) or EXACT,
+        notes=notes,
     )
 
 
@@ -113,18 +152,26 @@ def _joined(source: object) -> str:
     return "".join(source) if isinstance(source, list) else str(source)
 
 
-def _redact_output(out: dict, secrets: list[str]) -> None:
+def _redact_output(out: dict, secrets: list[str]) -> bool:
+    """Redact an output in place; True if anything in it was a secret."""
     # Outputs can echo secrets too (a printed config, an env dump); text is redacted, binary
     # payloads (images) are left alone.
-    if "text" in out:
-        out["text"] = redact_text(_joined(out["text"]), secrets)
+    changed = False
+    fields = [(out, "text")] if "text" in out else []
     data = out.get("data")
     if isinstance(data, dict):
-        for mime, value in list(data.items()):
-            if mime.startswith("text/"):
-                data[mime] = redact_text(_joined(value), secrets)
+        fields += [(data, mime) for mime in list(data) if mime.startswith("text/")]
+    for holder, key in fields:
+        text = _joined(holder[key])
+        clean = redact_text(text, secrets)
+        if clean != text:
+            holder[key], changed = clean, True
     if "traceback" in out and isinstance(out["traceback"], list):
-        out["traceback"] = [redact_text(str(line), secrets) for line in out["traceback"]]
+        lines = [str(line) for line in out["traceback"]]
+        clean_lines = [redact_text(line, secrets) for line in lines]
+        if clean_lines != lines:
+            out["traceback"], changed = clean_lines, True
+    return changed
 
 
 def history_script(cells: Iterable[str], extra_secrets: Iterable[str] = ()) -> str:

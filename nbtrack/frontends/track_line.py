@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-live", action="store_true", default=None)
     p.add_argument("--no-card", action="store_true", default=None)
     p.add_argument("--register", metavar="NAME")
+    p.add_argument("--note")
     return p
 
 
@@ -40,7 +41,7 @@ HELP = """Track this cell as one MLflow run.
 
 %%track [--experiment NAME] [--name RUN] [--seed N] [--data PATH ...] [-p KEY=VALUE ...]
         [--tag KEY=VALUE ...] [--no-auto-params] [--nested] [--no-live] [--no-card]
-        [--register NAME]
+        [--register NAME] [--note TEXT]
 
 --experiment/-e  experiment (default: %track_config, NBTRACK_EXPERIMENT, MLFLOW_EXPERIMENT_NAME,
                  else the notebook's name)
@@ -55,6 +56,8 @@ HELP = """Track this cell as one MLflow run.
 --no-card        no run card under the cell
 --register       register the model the cell logged (the last one) as a new version of model
                  NAME once the cell has finished; a failed cell registers nothing
+--note           the run's description (MLflow's note); default: the markdown cells right
+                 above this cell in the saved notebook
 """
 
 
@@ -101,6 +104,7 @@ def parse_line(line: str, defaults: dict[str, Any] | None = None) -> TrackLine:
         tags={**d.get("tags", {}), **_pairs(ns.tag, "--tag")},
         auto_params=not (ns.no_auto_params or d.get("no_auto_params")),
         nested=bool(ns.nested or d.get("nested")),
+        note=ns.note,
     )
     cell = CellOptions(
         live=not (ns.no_live or d.get("no_live")),

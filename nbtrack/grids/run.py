@@ -49,7 +49,7 @@ from nbtrack.record import ARTIFACT_GRID_POINTS as POINTS
 from nbtrack.record import ARTIFACT_GRID_SPEC as SPEC
 from nbtrack.record import TAG_GRID_NOTEBOOK as TAG_NOTEBOOK
 from nbtrack.record import TAG_GRID_POINTS as TAG_POINTS  # on the parent: marks a grid
-from nbtrack.tracking import snapshot, tracker
+from nbtrack.tracking import orphans, snapshot
 
 _log = logs.get(__name__)
 
@@ -308,7 +308,7 @@ def _driver_alive(tags: Mapping[str, str]) -> bool:
     if tags.get(R.TAG_HOST) != socket.gethostname():
         return True  # another machine's: cannot tell, so assume it runs
     try:
-        return tracker.alive(int(tags.get(R.TAG_PID, "")), tags.get(R.TAG_PID_START, ""))
+        return orphans.alive(int(tags.get(R.TAG_PID, "")), tags.get(R.TAG_PID_START, ""))
     except ValueError:
         return False
 

@@ -281,6 +281,9 @@ def diff_snapshots(snaps: Sequence[Snapshot]) -> RunsDiff:
         texts.append(
             _text_diff("cell source", ref.cell, s.cell, names[0], name, _record.ARTIFACT_CELL)
         )
+        note_a, note_b = ref.tags.get(_record.TAG_NOTE, ""), s.tags.get(_record.TAG_NOTE, "")
+        if note_a or note_b:  # the whole description, where the table shows its first line
+            texts.append(TextDiff("note", name, unified(note_a, note_b, names[0], name, "note")))
         # No git.diff means a clean work tree (or no repository): diff it as empty.
         texts.append(
             TextDiff(

@@ -25,6 +25,7 @@ INFO_COLUMNS = (
     "notebook",
     "git_commit",
     "data_hash",
+    "note",
 )
 
 
@@ -57,6 +58,12 @@ class Record:
     @property
     def data_hash(self) -> str:
         return (self.params.get("data_hash") or "")[:10]
+
+    @property
+    def note(self) -> str:
+        """The first line of the run's description (mlflow.note.content)."""
+        text = (self.tags.get(_record.TAG_NOTE) or "").strip()
+        return text.splitlines()[0].lstrip("# ").strip() if text else ""
 
     @property
     def notebook(self) -> str:
@@ -105,6 +112,7 @@ def frame_of(records: Sequence[Record], experiments: Mapping[str, str] | None = 
         "notebook": [r.notebook for r in records],
         "git_commit": [r.git_commit for r in records],
         "data_hash": [r.data_hash for r in records],
+        "note": [r.note for r in records],
     }
     if not experiments:
         del cols["experiment"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import threading
 import time
 import traceback
@@ -24,7 +23,7 @@ from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
 from nbtrack.logs import failures_logged
-from nbtrack.tracking import names, snapshot
+from nbtrack.tracking import names, orphans, snapshot
 from nbtrack.tracking.metrics.points import check_key, check_value
 from nbtrack.tracking.metrics.writer import MetricWriter
 
@@ -45,6 +44,7 @@ class RunSpec:
     tags: dict[str, str] = field(default_factory=dict)
     auto_params: bool = True
     nested: bool = False
+    note: str | None = None  # the run's description; else the markdown above the cell
 
 
 @dataclass
@@ -277,7 +277,13 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
         seeds.apply_seed(seed)
         files = snapshot.snapshot_files(src, nb, gitstate, inputs, secret_values)
         files.update(long_files)
-        late_tags = {R.TAG_NOTEBOOK_SHA256: nb.sha256} if nb else {}
+        late_tags = (
+            {R.TAG_NOTEBOOK_SHA256: nb.sha256, R.TAG_NOTEBOOK_SNAPSHOT: nb.snapshot} if nb else {}
+        )
+        note = redact.redact_text(spec.note, secret_values) if spec.note else None
+        note = note or (nb.note_for(src.code) if nb else None)
+        if note:
+            late_tags[R.TAG_NOTE] = note  # MLflow's UI shows it as the run's description
         store.log_params_tags(run_id, params=params, tags=late_tags)
         run.params.update(params)
         store.log_files(run_id, files)
@@ -336,47 +342,9 @@ def _safe_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[:100]
 
 
-# -- runs a dead kernel left behind ------------------------------------------------------------
-
-
-def alive(pid: int, started: str) -> bool:
-    """Is process ``pid`` the one that started at ``started`` (a pid can be reused)?"""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        return not started or abs(proc.create_time() - float(started)) < 1.0
-    except (psutil.NoSuchProcess, ValueError):
-        return False
-    except psutil.AccessDenied:
-        return True
-
-
-_orphans_lock = threading.Lock()
-
-
 def close_orphans() -> list[str]:
-    """Close as KILLED the runs of this host whose kernel process is gone."""
-    with _orphans_lock:  # the extension's warm-up and an explicit call may overlap
-        return _close_orphans()
-
-
-def _close_orphans() -> list[str]:
-    host = socket.gethostname()
-    closed = []
-    for run in store.running_runs(host):
-        tags = run.tags
-        try:
-            pid = int(tags.get(R.TAG_PID, ""))
-        except ValueError:
-            continue
-        if pid == os.getpid() and any(r.run_id == run.run_id for r in _stack):
-            continue
-        if alive(pid, tags.get(R.TAG_PID_START, "")):
-            continue
-        store.mark_killed(run.run_id, f"kernel process {pid} on {host} ended during the run")
-        closed.append(run.run_id)
-    return closed
+    """Close as KILLED the runs of this host whose kernel process is gone (tracking.orphans)."""
+    return orphans.close_orphans({r.run_id for r in _stack})
 
 
 # -- the Python API for scripts ----------------------------------------------------------------
