@@ -100,6 +100,7 @@ ARTIFACT_REPRO_REPORT = "nbtrack/repro/report.json"
 ARTIFACT_REPRO_OUTPUT = "nbtrack/repro/output.ipynb"
 ARTIFACT_REPRO_LOG = "nbtrack/repro/output.log"
 ARTIFACT_PARAMS_DIR = "nbtrack/params"
+ARTIFACT_PARAMS_JSON = "nbtrack/params.json"
 ARTIFACT_GRID_SPEC = "nbtrack/grid/spec.json"
 ARTIFACT_GRID_POINTS = "nbtrack/grid/points.json"
 ARTIFACT_GRID_OUTPUT = "nbtrack/grid/output.ipynb"
@@ -175,6 +176,12 @@ CONTRACT: tuple[Field, ...] = (
     Field(ARTIFACT_TRACEBACK, "artifact", "the traceback of a failed run, secrets redacted"),
     Field(ARTIFACT_DATA, "artifact", "the data the run read: path, kind, size, digest per input"),
     Field(ARTIFACT_PARAMS_DIR, "artifact", "params too long for MLflow, one text file each"),
+    Field(
+        ARTIFACT_PARAMS_JSON,
+        "artifact",
+        "each param's value and source: papermill, cell, flag, nbtrack, or user (the user's "
+        "own logging won over what the cell's code said)",
+    ),
     Field(ARTIFACT_REPRO_REPORT, "artifact", "on a re-run: the reproduction's checks and verdict"),
     Field(ARTIFACT_REPRO_OUTPUT, "artifact", "on a re-run: the executed notebook"),
     Field(ARTIFACT_REPRO_LOG, "artifact", "on a re-run: the execution's log"),

@@ -4,9 +4,11 @@ in test_magic.py."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from support import all_runs
+from support import all_runs, artifact_text
 
 import nbtrack
 from nbtrack import settings
@@ -185,3 +187,23 @@ def test_note_flag_sets_the_runs_description(shell, client):
     assert r.data.tags["mlflow.note.content"] == "warm-up, lr 0.1"
     df = nbtrack.runs("noted")
     assert df["note"].tolist() == ["warm-up, lr 0.1"]
+
+
+def test_the_users_own_param_logging_wins_over_what_the_cell_says(shell, client):
+    # papermill injected alpha = 1; the notebook logs float(alpha) itself, as MLflow's examples do
+    cell = (
+        "%%track -e own --no-card\n"
+        "alpha = 1\n"
+        "l1_ratio = 0.5\n"
+        "import mlflow\n"
+        "mlflow.log_param('alpha', float(alpha))\n"
+    )
+    result = run(shell, cell)
+    assert result.success, result.error_in_exec
+    [r] = all_runs(client, "own")
+    assert r.data.params["alpha"] == "1.0"  # the user's value
+    assert r.data.params["l1_ratio"] == "0.5"  # what the cell says, where the user said nothing
+    sources = json.loads(artifact_text(client, r.info.run_id, "nbtrack/params.json"))
+    assert sources["alpha"] == {"value": "1.0", "source": "user", "captured": "1"}
+    assert sources["l1_ratio"]["source"] == "cell"
+    assert sources["random_seed"]["source"] == "nbtrack"

@@ -24,6 +24,7 @@ from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
 from nbtrack.logs import failures_logged
 from nbtrack.tracking import names, orphans, snapshot
+from nbtrack.tracking import params as cellparams
 from nbtrack.tracking.metrics.points import check_key, check_value
 from nbtrack.tracking.metrics.writer import MetricWriter
 
@@ -105,7 +106,9 @@ class TrackedRun:
         self.experiment_id = experiment_id
         self.experiment = experiment
         self.uri = uri
-        self.params: dict[str, str] = {}
+        self.params: dict[str, str] = {}  # logged so far by nbtrack
+        self.deferred: dict[str, str] = {}  # the cell's own params, logged when it ends
+        self.sources: dict[str, str] = {}  # param -> where it came from (nbtrack/params.json)
         self.seed: int | None = None
         self.data_hash: str | None = None
         self.started = time.time()
@@ -136,7 +139,7 @@ class TrackedRun:
             if old is None:
                 new[key] = text
         if new:
-            params_out, files = _fit_params(redact.redact_params(new))
+            params_out, files = cellparams.fit(redact.redact_params(new))
             store.log_files(self.run_id, files)
             store.log_params_tags(self.run_id, params=params_out)
             self.params.update(params_out)
@@ -152,8 +155,18 @@ class TrackedRun:
         seeds.clear_pending()
         try:
             writer().flush()
-            late = {k: v for k, v in environment.library_versions().items() if k not in self.params}
+            # The user's own param logging won: keys it logged meanwhile keep its values.
+            logged = store.get_run(self.run_id).params if self.deferred else self.params
+            late = {k: v for k, v in self.deferred.items() if k not in logged}
+            versions = environment.library_versions().items()
+            late.update({k: v for k, v in versions if k not in logged and k not in self.params})
+            overridden = {k: v for k, v in self.deferred.items() if k in logged and logged[k] != v}
             files = {}
+            if overridden:
+                params = {**self.params, **self.deferred, **logged}
+                files[R.ARTIFACT_PARAMS_JSON] = cellparams.params_json(
+                    params, self.sources, overridden
+                )
             if error is not None and status == "FAILED":
                 tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
                 files[R.ARTIFACT_TRACEBACK] = redact.redact_text(tb, redact.secret_values())
@@ -251,7 +264,11 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
         if src.path and src.kind == "NOTEBOOK"
         else None
     )
-    params = _params(spec, src, nb)
+    # What the cell's code says (papermill's parameters, its literal assignments) is logged when
+    # the cell ends, for the keys the user's own code did not log meanwhile: a notebook that calls
+    # mlflow.log_param("alpha", float(alpha)) must not be refused because nbtrack logged '1'.
+    asked, sources = cellparams.asked(spec, src, nb)
+    params = {k: v for k, v in asked.items() if sources[k] == "flag"}
     params["random_seed"] = str(seed)
 
     uri = store.configure()
@@ -265,18 +282,25 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
         params["data_hash"] = data_hash
     params["python_version"] = environment.python_version()
     params.update(environment.library_versions())
-    params, long_files = _fit_params(redact.redact_params(params))
+    sources.update({k: "nbtrack" for k in params if k not in sources})
+    params, long_files = cellparams.fit(redact.redact_params(params))
+    deferred, deferred_files = cellparams.fit(
+        redact.redact_params({k: v for k, v in asked.items() if k not in params})
+    )
 
     tags = snapshot.run_tags(spec, src, gitstate, s.runner_tags)
     name = spec.name or names.run_name()  # not MLflow's: a seeded cell would repeat it
     run_id, run_name = store.start_run(exp_id, name, tags, parent_run_id=parent)
     run = TrackedRun(run_id, run_name, exp_id, exp_name, uri)
     run.spec, run.seed, run.data_hash = spec, seed, data_hash
+    run.deferred, run.sources = deferred, sources
     _stack.append(run)
     try:
         seeds.apply_seed(seed)
         files = snapshot.snapshot_files(src, nb, gitstate, inputs, secret_values)
         files.update(long_files)
+        files.update(deferred_files)
+        files[R.ARTIFACT_PARAMS_JSON] = cellparams.params_json({**deferred, **params}, sources, {})
         late_tags = (
             {R.TAG_NOTEBOOK_SHA256: nb.sha256, R.TAG_NOTEBOOK_SNAPSHOT: nb.snapshot} if nb else {}
         )
@@ -295,51 +319,6 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
             store.end_run(run_id, "FAILED")
         raise
     return run
-
-
-def _params(spec: RunSpec, src: Source, nb: nbcap.NotebookFile | None) -> dict[str, str]:
-    """Params in increasing precedence: notebook parameters cell, papermill's injected cell,
-    the cell's own literal assignments, then -p flags."""
-    out: dict[str, object] = {}
-    if spec.auto_params:
-        for code in _papermill_cells(src, nb):
-            out.update(source.literal_params(code))
-        out.update(source.literal_params(src.python or src.code))
-    text = {k: v if isinstance(v, str) else source.format_param(v) for k, v in out.items()}
-    text.update(spec.params)
-    return text
-
-
-def _papermill_cells(src: Source, nb: nbcap.NotebookFile | None) -> list[str]:
-    """The parameters cell (when the notebook has one and it ran here) and papermill's
-    injected cell (the last one that ran): a parameterized notebook's knobs become params
-    whether it was run by hand or by papermill."""
-    cells = []
-    if nb is not None and nb.parameters:
-        ran = {c.strip() for c in src.earlier}
-        if nb.parameters.strip() in ran:
-            cells.append(nb.parameters)
-    injected = [c for c in src.earlier if source.is_papermill_parameters_cell(c)]
-    if injected:
-        cells.append(injected[-1])
-    return cells
-
-
-def _fit_params(params: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Values over MLflow's limit go to an artifact; the param points to it (never truncated)."""
-    fitted, files = {}, {}
-    for key, value in params.items():
-        if len(value) > store.MAX_PARAM_VALUE:
-            rel = f"{R.ARTIFACT_PARAMS_DIR}/{_safe_name(key)}.txt"
-            files[rel] = value
-            fitted[key] = f"artifact:{rel}"
-        else:
-            fitted[key] = value
-    return fitted, files
-
-
-def _safe_name(key: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[:100]
 
 
 def close_orphans() -> list[str]:
