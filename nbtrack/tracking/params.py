@@ -6,7 +6,7 @@ too long goes to ``nbtrack/params/<key>.txt``, never truncated).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from nbtrack import record as R
@@ -84,3 +84,16 @@ def fit(params: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 
 def _safe_name(key: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in key)[:100]
+
+
+def user_may_log_params(code: str, earlier: Sequence[str]) -> bool:
+    """May code that runs during the cell log params itself? The cell calling a param logger
+    (MLflow's fluent or client call, nbtrack.log_params), a function or class defined in an
+    earlier cell calling one, or autologging switched on earlier. (A top-level call in an earlier
+    cell logged into another run; code in imported modules is not seen.)"""
+    if "log_param" in code or "autolog" in code:
+        return True
+    return any(
+        "autolog" in text or ("log_param" in text and ("def " in text or "class " in text))
+        for text in earlier
+    )

@@ -147,6 +147,25 @@ class TrackedRun:
     def flush(self, timeout: float | None = 30.0) -> bool:
         return writer().flush(timeout)
 
+    def _log_late(self, late: dict[str, str]) -> dict[str, str]:
+        """Log the cell's own params and late library versions; the keys the user's code logged
+        meanwhile keep the user's values. Returns the keys the user changed -> nbtrack's value."""
+        if not late:
+            return {}
+        try:
+            store.log_params_tags(self.run_id, params=late)  # the common case: one call
+            self.params.update(late)
+            return {}
+        except NbtrackError:
+            # MLflow refused a changed value: the user's code logged one of these keys itself.
+            _log.debug("late params refused; the user's own values win", exc_info=True)
+        logged = store.get_run(self.run_id).params
+        store.log_params_tags(
+            self.run_id, params={k: v for k, v in late.items() if k not in logged}
+        )
+        self.params.update({**late, **logged})
+        return {k: late[k] for k in late if k in logged and logged[k] != late[k]}
+
     def finish(self, status: str = "FINISHED", error: BaseException | None = None) -> None:
         """Persist what is queued, record late facts and the outcome, and end the run."""
         if self.status != "RUNNING":
@@ -155,25 +174,19 @@ class TrackedRun:
         seeds.clear_pending()
         try:
             writer().flush()
-            # The user's own param logging won: keys it logged meanwhile keep its values.
-            logged = store.get_run(self.run_id).params if self.deferred else self.params
-            late = {k: v for k, v in self.deferred.items() if k not in logged}
             versions = environment.library_versions().items()
-            late.update({k: v for k, v in versions if k not in logged and k not in self.params})
-            overridden = {k: v for k, v in self.deferred.items() if k in logged and logged[k] != v}
+            late = {**self.deferred}
+            late.update({k: v for k, v in versions if k not in self.params and k not in late})
+            overridden = self._log_late(late)
             files = {}
-            if overridden:
-                params = {**self.params, **self.deferred, **logged}
+            if overridden:  # the user's values are in self.params now; ours are kept beside
                 files[R.ARTIFACT_PARAMS_JSON] = cellparams.params_json(
-                    params, self.sources, overridden
+                    self.params, self.sources, overridden
                 )
             if error is not None and status == "FAILED":
                 tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
                 files[R.ARTIFACT_TRACEBACK] = redact.redact_text(tb, redact.secret_values())
             store.log_files(self.run_id, files)
-            if late:
-                store.log_params_tags(self.run_id, params=late)
-                self.params.update(late)
         finally:
             global _last
             self.status, _last = status, self
@@ -207,6 +220,25 @@ class NullRun:
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         return True
+
+    def _log_late(self, late: dict[str, str]) -> dict[str, str]:
+        """Log the cell's own params and late library versions; the keys the user's code logged
+        meanwhile keep the user's values. Returns the keys the user changed -> nbtrack's value."""
+        if not late:
+            return {}
+        try:
+            store.log_params_tags(self.run_id, params=late)  # the common case: one call
+            self.params.update(late)
+            return {}
+        except NbtrackError:
+            # MLflow refused a changed value: the user's code logged one of these keys itself.
+            _log.debug("late params refused; the user's own values win", exc_info=True)
+        logged = store.get_run(self.run_id).params
+        store.log_params_tags(
+            self.run_id, params={k: v for k, v in late.items() if k not in logged}
+        )
+        self.params.update({**late, **logged})
+        return {k: late[k] for k in late if k in logged and logged[k] != late[k]}
 
     def finish(self, status: str = "FINISHED", error: BaseException | None = None) -> None:
         self.status = status
@@ -268,7 +300,10 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     # the cell ends, for the keys the user's own code did not log meanwhile: a notebook that calls
     # mlflow.log_param("alpha", float(alpha)) must not be refused because nbtrack logged '1'.
     asked, sources = cellparams.asked(spec, src, nb)
-    params = {k: v for k, v in asked.items() if sources[k] == "flag"}
+    if cellparams.user_may_log_params(src.code, src.earlier):
+        params = {k: v for k, v in asked.items() if sources[k] == "flag"}
+    else:  # nothing here logs params itself: all at once, one call fewer (bench_cell)
+        params = dict(asked)
     params["random_seed"] = str(seed)
 
     uri = store.configure()
