@@ -207,3 +207,28 @@ def test_the_users_own_param_logging_wins_over_what_the_cell_says(shell, client)
     assert sources["alpha"] == {"value": "1.0", "source": "user", "captured": "1"}
     assert sources["l1_ratio"]["source"] == "cell"
     assert sources["random_seed"]["source"] == "nbtrack"
+
+
+def test_a_training_function_from_an_earlier_cell_logs_its_own_params(shell, client):
+    # MLflow's examples define train() in one cell and call it from another
+    define = (
+        "import mlflow\n"
+        "def train(alpha):\n"
+        "    mlflow.log_param('alpha', float(alpha))\n"
+        "    mlflow.log_metric('rmse', 0.5)\n"
+    )
+    assert run(shell, define).success
+    result = run(shell, "%%track -e fn --no-card\nalpha = 1\ntrain(alpha)")
+    assert result.success, result.error_in_exec
+    [r] = all_runs(client, "fn")
+    assert r.data.params["alpha"] == "1.0" and r.data.metrics["rmse"] == 0.5
+
+
+def test_which_code_may_log_params_itself():
+    from nbtrack.tracking.params import user_may_log_params
+
+    assert user_may_log_params("mlflow.log_params(p)", [])
+    assert user_may_log_params("fit()", ["mlflow.sklearn.autolog()"])
+    assert user_may_log_params("train()", ["def train():\n    mlflow.log_param('a', 1)"])
+    # a top-level call in an earlier cell logged into another run
+    assert not user_may_log_params("x = 1", ["mlflow.log_params({'a': 1})"])
