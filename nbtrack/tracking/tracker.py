@@ -221,25 +221,6 @@ class NullRun:
     def flush(self, timeout: float | None = 30.0) -> bool:
         return True
 
-    def _log_late(self, late: dict[str, str]) -> dict[str, str]:
-        """Log the cell's own params and late library versions; the keys the user's code logged
-        meanwhile keep the user's values. Returns the keys the user changed -> nbtrack's value."""
-        if not late:
-            return {}
-        try:
-            store.log_params_tags(self.run_id, params=late)  # the common case: one call
-            self.params.update(late)
-            return {}
-        except NbtrackError:
-            # MLflow refused a changed value: the user's code logged one of these keys itself.
-            _log.debug("late params refused; the user's own values win", exc_info=True)
-        logged = store.get_run(self.run_id).params
-        store.log_params_tags(
-            self.run_id, params={k: v for k, v in late.items() if k not in logged}
-        )
-        self.params.update({**late, **logged})
-        return {k: late[k] for k in late if k in logged and logged[k] != late[k]}
-
     def finish(self, status: str = "FINISHED", error: BaseException | None = None) -> None:
         self.status = status
         seeds.clear_pending()
