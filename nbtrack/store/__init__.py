@@ -10,7 +10,8 @@ May import: ``record``, ``errors``, ``settings`` and MLflow. Nothing else of nbt
 Modules: ``connection`` (where the store is, the client, errors), ``views`` (entities -> views),
 ``runs`` (experiments and runs: create, log, end, read), ``search`` (the one pager and tag filter),
 ``artifacts`` (read back), ``registry`` (registered models, versions, aliases), ``models``
-(logged models and flavour loading).
+(logged models and flavour loading), ``user_runs`` (the user's ``mlflow.start_run()`` inside a
+tracked run joins it).
 
 The package resolves its names lazily (PEP 562): ``from nbtrack import store`` costs nothing until
 a function is used, so the magic's ``%load_ext`` can ask whether the user pinned MLflow's store

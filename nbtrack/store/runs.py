@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from nbtrack import record
 from nbtrack.errors import NotFound, UsageError
 from nbtrack.record import RunView
+from nbtrack.store import user_runs
 from nbtrack.store.connection import (
     MAX_DATASET_DIGEST,
     MAX_METRICS_PER_BATCH,
@@ -93,13 +94,14 @@ def start_run(
     """
     nested = parent_run_id is not None and active_run_id() == parent_run_id
     with translated("start a run"):
-        active = mlflow.start_run(
+        active = user_runs.original_start_run(
             experiment_id=experiment_id,
             run_name=name,
             tags=dict(tags),
             nested=nested,
             parent_run_id=None if nested else parent_run_id,
         )
+    user_runs.opened(active.info.run_id, experiment_id)
     return active.info.run_id, active.info.run_name
 
 
@@ -176,10 +178,11 @@ def log_metric_points(
 
 def end_run(run_id: str, status: str) -> None:
     """Give the run its terminal status; runs the user left open inside it end with it."""
+    user_runs.closed(run_id)
     with translated("end the run"):
         while (active := mlflow.active_run()) is not None:
             current = active.info.run_id
-            mlflow.end_run(status)
+            user_runs.original_end_run(status)
             if current == run_id:
                 return
         client().set_terminated(run_id, status)
