@@ -30,7 +30,7 @@ chromium:
 
 demo: $(VENV)/.demo-installed
 	@mkdir -p build/demo
-	JPY_SESSION_NAME=$(CURDIR)/$(DEMO_NB) NBTRACK_TRACKING_URI=$(STORE) \
+	NBTRACK_TRACKING_URI=$(STORE) \
 	  $(VENV)/bin/papermill --cwd notebooks --no-progress-bar $(DEMO_NB) build/demo/01-quickstart.ipynb
 	@echo
 	@echo "Done. The runs are in $(STORE) (artifacts in $(CURDIR)/mlruns)."

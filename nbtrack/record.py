@@ -49,6 +49,8 @@ TAG_GIT_DIRTY = "nbtrack.git.dirty"
 TAG_CELL_SHA256 = "nbtrack.cell.sha256"
 TAG_NOTEBOOK_SHA256 = "nbtrack.notebook.sha256"
 TAG_NOTEBOOK_SNAPSHOT = "nbtrack.notebook.snapshot"
+TAG_NOTEBOOK_FOUND = "nbtrack.notebook"
+TAG_NOTEBOOK_OUTPUT = "nbtrack.notebook.output"
 TAG_KILLED_REASON = "nbtrack.killed_reason"
 TAG_EXPERIMENT = "nbtrack.experiment"
 TAG_REPRO_OF = "nbtrack.repro.of"
@@ -124,6 +126,13 @@ CONTRACT: tuple[Field, ...] = (
     Field(TAG_GIT_DIRTY, "tag", "whether the work tree had uncommitted changes"),
     Field(TAG_CELL_SHA256, "tag", "sha256 of the cell's code"),
     Field(TAG_NOTEBOOK_SHA256, "tag", "sha256 of the notebook as saved"),
+    Field(
+        TAG_NOTEBOOK_FOUND,
+        "tag",
+        "how the kernel knew its notebook (the frontend, papermill's output, the launcher's "
+        "command line...), or why it recorded none",
+    ),
+    Field(TAG_NOTEBOOK_OUTPUT, "tag", "papermill's output notebook (the notebook is its input)"),
     Field(
         TAG_NOTEBOOK_SNAPSHOT,
         "tag",

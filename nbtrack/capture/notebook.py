@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbtrack.capture import launcher
 from nbtrack.capture.redact import redact_text
+
+PLAIN_SHELL = "none: a plain IPython shell has no notebook (nbtrack/history.py holds its cells)"
 
 
 def notebook_path(
@@ -34,6 +37,45 @@ def notebook_path(
         if isinstance(value, str) and value.endswith(".ipynb"):
             return _resolve(value)
     return None
+
+
+def identify(
+    user_ns: Mapping[str, object] | None,
+    history: Sequence[str],
+    in_kernel: bool,
+) -> launcher.Found:
+    """The notebook this kernel runs and how that is known (the tag ``nbtrack.notebook``).
+
+    A frontend or nbtrack's runners say it (``notebook_path``); in a kernel nobody told,
+    ``capture.launcher`` finds it from the launching processes; a plain IPython shell has none.
+    """
+    ns = user_ns or {}
+    env = os.environ
+    for how, value in (
+        ("the Jupyter server's session", ns.get("__session__") or env.get("JPY_SESSION_NAME")),
+        ("VS Code", ns.get("__vsc_ipynb_file__")),
+        ("nbtrack's runner", env.get("NBTRACK_RUNNER_NOTEBOOK")),
+    ):
+        if isinstance(value, str) and value.endswith(".ipynb"):
+            return launcher.Found(_resolve(value), f"told by {how}")
+    if not in_kernel:
+        return launcher.Found(None, PLAIN_SHELL)
+    found = _found.get(os.getpid())
+    if found is None:
+        found = launcher.find(history)
+        if found.path:  # the launcher does not change in a kernel's life
+            _found[os.getpid()] = found
+    return found
+
+
+def known_notebook(user_ns: Mapping[str, object] | None = None) -> str | None:
+    """The notebook as far as it is known without a search: told, or found by a tracked cell."""
+    found = _found.get(os.getpid())
+    return notebook_path(user_ns) or (found.path if found else None)
+
+
+# pid -> the notebook a headless launcher runs, once found (a forked process finds its own)
+_found: dict[int, launcher.Found] = {}
 
 
 def _resolve(path: str) -> str:

@@ -282,7 +282,7 @@ def kernel_id() -> str | None:
 
 def cell_source(shell, info=None):
     """The Source of the cell being run: its text, the notebook, the kernel's history."""
-    from nbtrack.capture.notebook import notebook_path
+    from nbtrack.capture.notebook import PLAIN_SHELL, identify
     from nbtrack.tracking.tracker import Source
 
     hist = list(shell.history_manager.input_hist_raw[1:]) if shell.history_manager else []
@@ -297,15 +297,30 @@ def cell_source(shell, info=None):
     except Exception:
         _log.debug("shell.transform_cell(body) failed", exc_info=True)
         python = body
+    history = [*earlier, raw]
+    found = identify(shell.user_ns, history, in_kernel=getattr(shell, "kernel", None) is not None)
+    if found.how == PLAIN_SHELL and type(shell).__name__ == "TerminalInteractiveShell":
+        _say_once("nbtrack: no notebook in a terminal IPython; runs record this session's cells")
     return Source(
         kind="NOTEBOOK",
-        path=notebook_path(shell.user_ns),
+        path=found.path,
         code=raw,
         python=python,
-        history=[*earlier, raw],
+        history=history,
         earlier=earlier,
         kernel=kernel_id(),
+        found=found.how,
+        output=found.output,
     )
+
+
+_said: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    if line not in _said:
+        _said.add(line)
+        print(line, file=sys.stderr)
 
 
 @magics_class

@@ -31,9 +31,9 @@ def default_experiment() -> str:
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
     if shell is not None:
-        from nbtrack.capture.notebook import notebook_path
+        from nbtrack.capture.notebook import known_notebook
 
-        path = notebook_path(getattr(shell, "user_ns", {}) or {})
+        path = known_notebook(getattr(shell, "user_ns", {}) or {})
         if path:
             return PurePath(path).stem
     raise UsageError("no experiment given", 'name one: nbtrack.compare("digits")')

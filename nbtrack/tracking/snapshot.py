@@ -38,6 +38,10 @@ def run_tags(
     }
     if src.path:
         tags[R.TAG_SOURCE_NAME] = src.path
+    if src.found:
+        tags[R.TAG_NOTEBOOK_FOUND] = src.found
+    if src.output:
+        tags[R.TAG_NOTEBOOK_OUTPUT] = src.output
     tags.update(git_tags(gitstate))
     tags.update({k: redact.redact_text(str(v)) for k, v in spec.tags.items()})
     tags.update(runner_tags)

@@ -60,6 +60,8 @@ class Source:
     earlier: Sequence[str] = ()  # cells run before this one (papermill's parameters)
     kernel: str | None = None
     base_dir: str = field(default_factory=os.getcwd)
+    found: str | None = None  # how the notebook was known, or why none was (nbtrack.notebook)
+    output: str | None = None  # papermill's output notebook
 
 
 _stack: list[TrackedRun | NullRun] = []

@@ -65,6 +65,14 @@ def has_frontend(shell: Any = None) -> bool:
     )
 
 
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
 def attach(
     run: Any, *, listen: Listen, frontend: bool | None = None, interval: float = INTERVAL
 ) -> LiveView | StaticView | None:
@@ -74,6 +82,8 @@ def attach(
     if getattr(run.spec, "live", None) is False or not settings.current().live:
         return None
     if frontend is None:
+        if not _in_kernel():  # a terminal IPython or a script: no notebook keeps a picture
+            return None
         frontend = has_frontend()
     ref = ref_of(run)
     if not frontend:
