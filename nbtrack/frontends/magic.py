@@ -304,6 +304,7 @@ def cell_source(shell, info=None):
         python=python,
         history=[*earlier, raw],
         earlier=earlier,
+        namespace=shell.user_ns,
         kernel=kernel_id(),
     )
 
