@@ -188,8 +188,9 @@ CONTRACT: tuple[Field, ...] = (
     Field(
         ARTIFACT_PARAMS_JSON,
         "artifact",
-        "each param's value and source: papermill, cell, flag, nbtrack, or user (the user's "
-        "own logging won over what the cell's code said)",
+        "each param's value and source: papermill, cell, namespace (read by the cell, bound by "
+        "an earlier one), flag, nbtrack, or user (the user's own logging won over what nbtrack "
+        "found); under `(dropped)`, how many found params the cap of 100 left out, and why",
     ),
     Field(ARTIFACT_REPRO_REPORT, "artifact", "on a re-run: the reproduction's checks and verdict"),
     Field(ARTIFACT_REPRO_OUTPUT, "artifact", "on a re-run: the executed notebook"),

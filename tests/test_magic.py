@@ -358,3 +358,30 @@ def test_usage_error_stops_papermill(store, client, tmp_path):
     [tracked] = [c for c in out.cells if c.source.startswith("%%track")]
     assert outputs_text(tracked).startswith("UsageError: data input 'missing.csv'")
     assert all("after" not in outputs_text(c) for c in out.cells)
+
+
+def test_values_the_cell_reads_from_earlier_cells_are_params_in_a_kernel(store, client, tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbtrack"),
+        nbformat.v4.new_code_cell(
+            "import math\nn_estimators = 500\nparams = {'max_depth': 3, 'model': {'kind': 'gbm'}}"
+        ),
+        nbformat.v4.new_code_cell(
+            "%%track -e ns-kernel --no-card\nscore = n_estimators * params['max_depth'] * math.pi"
+        ),
+        nbformat.v4.new_code_cell(
+            "%%track -e ns-kernel --no-card --no-auto-params\nscore = n_estimators + 1"
+        ),
+    ]
+    nbformat.write(nb, tmp_path / "ns.ipynb")
+    execute(tmp_path / "ns.ipynb", tmp_path)
+    exp = client.get_experiment_by_name("ns-kernel").experiment_id
+    assert len(client.search_runs([exp])) == 2
+    [run] = client.search_runs([exp], filter_string="params.n_estimators = '500'")
+    p = run.data.params
+    assert (p["max_depth"], p["model.kind"]) == ("3", "gbm")
+    assert not {"params", "math", "score"} & set(p)
+    sources = json.loads(artifact_text(client, run.info.run_id, "nbtrack/params.json"))
+    assert sources["n_estimators"] == {"value": "500", "source": "namespace"}
+    assert sources["model.kind"]["source"] == "namespace"

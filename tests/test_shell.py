@@ -232,3 +232,89 @@ def test_which_code_may_log_params_itself():
     assert user_may_log_params("train()", ["def train():\n    mlflow.log_param('a', 1)"])
     # a top-level call in an earlier cell logged into another run
     assert not user_may_log_params("x = 1", ["mlflow.log_params({'a': 1})"])
+
+
+# --- params read from the namespace (issue #12) -------------------------------------------------
+
+
+def _sources(client, run) -> dict:
+    return json.loads(artifact_text(client, run.info.run_id, "nbtrack/params.json"))
+
+
+def test_a_value_an_earlier_cell_bound_and_the_cell_reads_is_a_param(shell, client):
+    assert run(shell, "n_estimators = 500\nunused = 7\nimport math").success
+    result = run(shell, "%%track -e ns-read --no-card\nscore = n_estimators * math.pi")
+    assert result.success, result.error_in_exec
+    [r] = all_runs(client, "ns-read")
+    assert r.data.params["n_estimators"] == "500"
+    assert "unused" not in r.data.params and "math" not in r.data.params
+    assert "score" not in r.data.params  # not a literal
+    assert _sources(client, r)["n_estimators"] == {"value": "500", "source": "namespace"}
+
+
+def test_dicts_become_dotted_params_that_mlflow_can_filter_on(shell, client):
+    assert run(shell, "params = {'n_estimators': 500, 'model': {'depth': 3}}").success
+    cell = "%%track -e ns-dict --no-card\ncfg = {'lr': 0.1, 'opt': 'adam'}\nfit = (params, cfg)"
+    assert run(shell, cell).success
+    assert run(shell, "params = {'n_estimators': 100, 'model': {'depth': 3}}").success
+    assert run(shell, cell).success
+    exp = client.get_experiment_by_name("ns-dict").experiment_id
+    [found] = client.search_runs([exp], filter_string="params.n_estimators = '500'")
+    p = found.data.params
+    assert (p["model.depth"], p["lr"], p["opt"]) == ("3", "0.1", "adam")
+    assert "params" not in p and "cfg" not in p
+    assert len(client.search_runs([exp], filter_string="params.`model.depth` = '3'")) == 2
+    sources = _sources(client, found)
+    assert sources["n_estimators"]["source"] == "namespace" and sources["lr"]["source"] == "cell"
+
+
+def test_a_namespace_full_of_constants_gives_at_most_100_params_and_a_note(shell, client, capsys):
+    names = [f"const_{i}" for i in range(300)]
+    assert run(shell, "\n".join(f"{n} = {i}" for i, n in enumerate(names))).success
+    capsys.readouterr()
+    cell = f"%%track -e ns-cap --no-card --no-live\nlr = 0.1\ntotal = sum([{', '.join(names)}])"
+    assert run(shell, cell).success
+    assert capsys.readouterr().out == ""  # nothing printed in the notebook
+    [r] = all_runs(client, "ns-cap")
+    sources = _sources(client, r)
+    found = [k for k, v in sources.items() if v.get("source") in ("cell", "namespace")]
+    assert len(found) == 100 and sources["lr"]["source"] == "cell"
+    assert all(f"const_{i}" in r.data.params for i in range(99))
+    assert "const_99" not in r.data.params
+    assert sources["(dropped)"]["count"] == 201 and "100" in sources["(dropped)"]["reason"]
+
+
+def test_no_auto_params_reads_nothing_from_the_namespace(shell, client):
+    assert run(shell, "depth = 4\nparams = {'n_estimators': 500}").success
+    assert run(shell, "%%track -e ns-off --no-card --no-auto-params\nfit = (depth, params)").success
+    [r] = all_runs(client, "ns-off")
+    assert not {"depth", "n_estimators", "params"} & set(r.data.params)
+    assert "random_seed" in r.data.params
+
+
+def test_the_users_own_logging_wins_over_the_namespace(shell, client):
+    assert run(shell, "alpha = 1\nconfig = {'l1_ratio': 0.5, 'max_iter': 10}").success
+    cell = (
+        "%%track -e ns-own --no-card\n"
+        "import mlflow\n"
+        "mlflow.log_param('alpha', float(alpha))\n"
+        "mlflow.log_params({'l1_ratio': config['l1_ratio'] * 2})\n"
+    )
+    result = run(shell, cell)
+    assert result.success, result.error_in_exec
+    [r] = all_runs(client, "ns-own")
+    assert r.info.status == "FINISHED"
+    p = r.data.params
+    assert (p["alpha"], p["l1_ratio"], p["max_iter"]) == ("1.0", "1.0", "10")
+    sources = _sources(client, r)
+    assert sources["alpha"] == {"value": "1.0", "source": "user", "captured": "1"}
+    assert sources["max_iter"]["source"] == "namespace"
+
+
+def test_a_secret_read_from_the_environment_is_redacted(shell, client, monkeypatch):
+    monkeypatch.setenv("MY_SERVICE_PASSWORD", "correct-horse-battery-staple")
+    assert run(shell, "import os\nconn = os.environ['MY_SERVICE_PASSWORD']").success
+    assert run(shell, "%%track -e ns-secret --no-card\nlen(conn)").success
+    [r] = all_runs(client, "ns-secret")
+    assert "correct-horse" not in json.dumps(r.data.params)
+    assert "correct-horse" not in artifact_text(client, r.info.run_id, "nbtrack/params.json")

@@ -9,7 +9,13 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-from nbtrack.capture.source import format_param, is_papermill_parameters_cell, literal_params
+from nbtrack.capture.source import (
+    format_param,
+    is_papermill_parameters_cell,
+    literal_params,
+    names_read,
+    parse,
+)
 
 # --- literal_params -----------------------------------------------------------------------------
 
@@ -143,6 +149,70 @@ def test_ipython_transformed_source_parses():
     # IPython's own transform of `!ls` (what `In[n]` holds) is plain Python.
     source = "get_ipython().system('ls')\nlr = 0.1\n"
     assert literal_params(source) == {"lr": 0.1}
+
+
+def test_literal_params_takes_a_parsed_tree_too():
+    assert literal_params(parse("lr = 0.1")) == {"lr": 0.1}
+    assert parse("!ls") is None and literal_params(None) == {}
+
+
+# --- names_read ---------------------------------------------------------------------------------
+
+
+def test_names_the_cell_reads_in_first_read_order():
+    source = "model = fit(X, n_estimators=n_estimators, lr=lr)\nprint(model, lr, depth)\n"
+    assert names_read(source) == ["fit", "X", "n_estimators", "lr", "print", "depth"]
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "lr = 0.1\nfit(lr)",  # bound by the cell before it is read
+        "fit(lr)\nlr = 0.2",  # read, then bound: the cell works with two values
+        "lr = lr * 2",
+        "lr += 1",
+        "for lr in grid:\n    fit(lr)",
+        "cfg['lr'] = 0.2\nfit(cfg)",  # mutated: its value at the start is not the one used
+        "layers.append(8)\nfit(layers)",
+        "del lr",
+        "import lr",
+        "with open(p) as lr:\n    fit(lr)",
+        "[(lr := x) for x in xs]\nfit(lr)",  # := in a comprehension binds in the cell's scope
+        "def f():\n    global lr\n    lr = 2\nf()\nfit(lr)",
+        "try:\n    pass\nexcept E as lr:\n    fit(lr)",
+    ],
+)
+def test_a_name_the_cell_binds_or_changes_is_not_read_from_the_namespace(source):
+    assert "lr" not in names_read(source)
+
+
+def test_names_local_to_nested_scopes_are_not_reads():
+    source = """
+def train(a, *rest, b=default_b, **kw):
+    c = a + b
+    return c * scale
+loss = lambda y: y - offset
+squares = [x * x for x in xs if x > threshold]
+table = {k: v for k, v in pairs}
+class Model:
+    depth = 3
+    width = depth * factor
+"""
+    assert names_read(source) == [
+        "default_b",
+        "scale",
+        "offset",
+        "xs",
+        "threshold",
+        "pairs",
+        "factor",
+    ]
+
+
+def test_names_read_leaves_out_private_names_and_unparseable_cells():
+    assert names_read("fit(_x, __y, z)") == ["fit", "z"]
+    assert names_read("!ls $path") == []
+    assert names_read(parse("fit(n)")) == ["fit", "n"]
 
 
 # --- format_param -------------------------------------------------------------------------------

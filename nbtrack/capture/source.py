@@ -184,7 +184,16 @@ def _bind(target: ast.expr, node: ast.expr, state: dict[str, object]) -> None:
             state[name] = _DROPPED
 
 
-def literal_params(source: str) -> dict[str, object]:
+def parse(source: str) -> ast.Module | None:
+    """The cell's ``ast``, or None for source that does not parse (IPython syntax such as ``!ls``
+    that was not transformed, a NUL byte): parsing what is parseable would mean guessing."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):  # ValueError: source with a NUL byte
+        return None
+
+
+def literal_params(source: str | ast.Module | None) -> dict[str, object]:
     """Params from the top-level literal assignments of a cell, in first-assignment order.
 
     Params: ``lr = 0.01``, ``a, b = 1, 2``, ``x = y = 3``, ``lr: float = 0.1``, ``-1e-3``,
@@ -198,9 +207,8 @@ def literal_params(source: str) -> dict[str, object]:
     Source that does not parse (IPython syntax such as ``!ls`` or ``%time`` that was not
     transformed) yields ``{}``: parsing what is parseable would mean guessing.
     """
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):  # ValueError: source with a NUL byte
+    tree = parse(source) if isinstance(source, str) else source
+    if tree is None:
         return {}
     state: dict[str, object] = {}  # insertion order is first-assignment order
     for stmt in tree.body:
@@ -223,6 +231,99 @@ def literal_params(source: str) -> dict[str, object]:
         for name, value in state.items()
         if value is not _DROPPED and not name.startswith("_")
     }
+
+
+def _arg_names(args: ast.arguments) -> set[str]:
+    every = (*args.posonlyargs, *args.args, args.vararg, *args.kwonlyargs, args.kwarg)
+    return {a.arg for a in every if a is not None}
+
+
+class _Reads(ast.NodeVisitor):
+    """Names a cell reads from its global namespace, in first-read order: loads at the top
+    level, and loads in nested scopes (function, lambda and class bodies, comprehensions) of
+    names that are not local there. Also the names it binds where ``_Rebinds`` does not look
+    (``global`` in a function, ``:=`` in a comprehension)."""
+
+    def __init__(self, local: frozenset[str] = frozenset()) -> None:
+        self.local = local  # names local to the enclosing nested scopes
+        self.names: dict[str, None] = {}  # an ordered set
+        self.bound: set[str] = set()
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load) and node.id not in self.local:
+            self.names.setdefault(node.id)
+
+    def _nested(self, local: set[str], nodes: list[ast.AST]) -> None:
+        inner = _Reads(self.local | local)
+        inner.names, inner.bound = self.names, self.bound  # shared
+        for node in nodes:
+            inner.visit(node)
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for decorator in node.decorator_list:
+            self.visit(decorator)
+        self.visit(node.args)  # defaults and annotations run when the function is defined
+        if node.returns:
+            self.visit(node.returns)
+        local = _arg_names(node.args).union(*(_rebound(stmt) for stmt in node.body))
+        self._nested(local, node.body)
+
+    visit_FunctionDef = _function
+    visit_AsyncFunctionDef = _function
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self.visit(node.args)
+        self._nested(_arg_names(node.args), [node.body])
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        for child in (*node.decorator_list, *node.bases, *node.keywords):
+            self.visit(child)
+        self._nested(set().union(*(_rebound(stmt) for stmt in node.body)), node.body)
+
+    def _comprehension(self, node: ast.ListComp | ast.SetComp | ast.DictComp) -> None:
+        first, *rest = node.generators
+        self.visit(first.iter)  # runs in the enclosing scope
+        local = set().union(*(_names(g.target) for g in node.generators))
+        parts: list[ast.AST] = [*first.ifs]
+        for g in rest:
+            parts += [g.iter, *g.ifs]
+        if isinstance(node, ast.DictComp):
+            parts += [node.key, node.value]
+        else:
+            parts.append(node.elt)
+        self._nested(local, parts)
+
+    visit_ListComp = _comprehension
+    visit_SetComp = _comprehension
+    visit_DictComp = _comprehension
+    visit_GeneratorExp = _comprehension
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.bound.add(node.target.id)  # a comprehension's `:=` binds in the cell's scope
+        self.visit(node.value)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.bound.update(node.names)  # a function that rebinds a name of the cell's scope
+
+
+def names_read(source: str | ast.Module | None) -> list[str]:
+    """The names a cell reads that earlier cells bound: loaded in the cell (at the top level,
+    or in a function, lambda, class or comprehension where they are not local) and never bound
+    or changed by the cell itself, in first-read order; names starting with ``_`` left out.
+
+    A name the cell rebinds, deletes, augments or mutates (``cfg["lr"] = 0.2``,
+    ``layers.append(8)``) anywhere at its top level, or that a function of the cell declares
+    ``global``, is left out even when it is read first: its value when the cell starts is not
+    the one the cell works with throughout. Builtins are among the names returned (``print``):
+    the caller looks the names up in the user's namespace, where builtins are not.
+    """
+    tree = parse(source) if isinstance(source, str) else source
+    if tree is None:
+        return []
+    reads = _Reads()
+    reads.visit(tree)
+    changed = _rebound(tree) | reads.bound
+    return [n for n in reads.names if n not in changed and not n.startswith("_")]
 
 
 def _format(value: object) -> str:

@@ -308,6 +308,7 @@ def cell_source(shell, info=None):
         python=python,
         history=history,
         earlier=earlier,
+        namespace=shell.user_ns,
         kernel=kernel_id(),
         found=found.how,
         output=found.output,

@@ -48,9 +48,11 @@ HELP = """Track this cell as one MLflow run.
 --name/-n        run name
 --seed/-s        seed python, numpy and torch (default: a fresh seed, logged as random_seed)
 --data/-d        a data file or folder to fingerprint (repeatable)
--p/--param       KEY=VALUE param (repeatable); literal assignments in the cell are params too
+-p/--param       KEY=VALUE param (repeatable); literal assignments in the cell, and simple
+                 values it reads from earlier cells, are params too
 --tag/-t         KEY=VALUE tag (repeatable)
---no-auto-params do not log the cell's literal assignments as params
+--no-auto-params do not log the params nbtrack finds: the cell's literal assignments,
+                 papermill's parameters, simple values the cell reads from earlier cells
 --nested         make the run a child of the active run
 --no-live        no live learning curves under the cell
 --no-card        no run card under the cell

@@ -58,6 +58,7 @@ class Source:
     python: str = ""  # the same code as plain Python, for finding literal params
     history: Sequence[str] | None = None  # cells this kernel ran, in order (notebooks)
     earlier: Sequence[str] = ()  # cells run before this one (papermill's parameters)
+    namespace: Mapping[str, object] | None = None  # the user's variables (IPython's user_ns)
     kernel: str | None = None
     base_dir: str = field(default_factory=os.getcwd)
     found: str | None = None  # how the notebook was known, or why none was (nbtrack.notebook)
@@ -111,6 +112,7 @@ class TrackedRun:
         self.params: dict[str, str] = {}  # logged so far by nbtrack
         self.deferred: dict[str, str] = {}  # the cell's own params, logged when it ends
         self.sources: dict[str, str] = {}  # param -> where it came from (nbtrack/params.json)
+        self.dropped: dict[str, object] | None = None  # found params the cap left out (the note)
         self.seed: int | None = None
         self.data_hash: str | None = None
         self.started = time.time()
@@ -183,7 +185,7 @@ class TrackedRun:
             files = {}
             if overridden:  # the user's values are in self.params now; ours are kept beside
                 files[R.ARTIFACT_PARAMS_JSON] = cellparams.params_json(
-                    self.params, self.sources, overridden
+                    self.params, self.sources, overridden, self.dropped
                 )
             if error is not None and status == "FAILED":
                 tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
@@ -279,10 +281,12 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
         if src.path and src.kind == "NOTEBOOK"
         else None
     )
-    # What the cell's code says (papermill's parameters, its literal assignments) is logged when
-    # the cell ends, for the keys the user's own code did not log meanwhile: a notebook that calls
-    # mlflow.log_param("alpha", float(alpha)) must not be refused because nbtrack logged '1'.
-    asked, sources = cellparams.asked(spec, src, nb)
+    # What the cell's code says (papermill's parameters, its literal assignments, the values it
+    # reads) is logged when the cell ends, for the keys the user's own code did not log meanwhile:
+    # a notebook that calls mlflow.log_param("alpha", float(alpha)) must not be refused because
+    # nbtrack logged '1'.
+    found = cellparams.asked(spec, src, nb)
+    asked, sources = found.params, found.sources
     if cellparams.user_may_log_params(src.code, src.earlier):
         params = {k: v for k, v in asked.items() if sources[k] == "flag"}
     else:  # nothing here logs params itself: all at once, one call fewer (bench_cell)
@@ -301,9 +305,9 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     params["python_version"] = environment.python_version()
     params.update(environment.library_versions())
     sources.update({k: "nbtrack" for k in params if k not in sources})
-    params, long_files = cellparams.fit(redact.redact_params(params))
+    params, long_files = cellparams.fit(redact.redact_params(params, secret_values))
     deferred, deferred_files = cellparams.fit(
-        redact.redact_params({k: v for k, v in asked.items() if k not in params})
+        redact.redact_params({k: v for k, v in asked.items() if k not in params}, secret_values)
     )
 
     tags = snapshot.run_tags(spec, src, gitstate, s.runner_tags)
@@ -311,14 +315,16 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     run_id, run_name = store.start_run(exp_id, name, tags, parent_run_id=parent)
     run = TrackedRun(run_id, run_name, exp_id, exp_name, uri)
     run.spec, run.seed, run.data_hash = spec, seed, data_hash
-    run.deferred, run.sources = deferred, sources
+    run.deferred, run.sources, run.dropped = deferred, sources, found.dropped
     _stack.append(run)
     try:
         seeds.apply_seed(seed)
         files = snapshot.snapshot_files(src, nb, gitstate, inputs, secret_values)
         files.update(long_files)
         files.update(deferred_files)
-        files[R.ARTIFACT_PARAMS_JSON] = cellparams.params_json({**deferred, **params}, sources, {})
+        files[R.ARTIFACT_PARAMS_JSON] = cellparams.params_json(
+            {**deferred, **params}, sources, {}, found.dropped
+        )
         late_tags = (
             {R.TAG_NOTEBOOK_SHA256: nb.sha256, R.TAG_NOTEBOOK_SNAPSHOT: nb.snapshot} if nb else {}
         )
