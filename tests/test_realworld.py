@@ -20,7 +20,15 @@ from support import ROOT, all_runs, artifact_text
 REALWORLD = ROOT / "tests" / "realworld"
 BIN = Path(sys.executable).parent
 PAPERMILL_ALPHA = {"alpha": 1}  # an int, as `-p alpha 1` gives it
-LAUNCHERS = ["papermill", "papermill-api", "papermill-api-cwd", "nbconvert", "nbclient", "nbval"]
+LAUNCHERS = [
+    "papermill",
+    "papermill-api",
+    "papermill-api-cwd",
+    "papermill-from-notebook",
+    "nbconvert",
+    "nbclient",
+    "nbval",
+]
 
 
 def _env(store: str) -> dict[str, str]:
@@ -55,6 +63,23 @@ def launch(how: str, nb: Path, work: Path, env: dict[str, str], params: dict | N
             "import papermill as pm\n"
             f"pm.execute_notebook({rel!r}, {str(out)!r}, parameters={params!r}, "
             f"progress_bar=False{cwd})\n"
+        )
+        cmd = [sys.executable, "-c", code]
+    elif how == "papermill-from-notebook":
+        # A driver notebook (run by nbclient) that calls papermill: the kernel's launcher is
+        # another kernel.
+        driver = work / f"driver-{nb.stem}.ipynb"
+        call = f"pm.execute_notebook({rel!r}, {str(out)!r}, parameters={params!r})"
+        nbformat.write(
+            nbformat.v4.new_notebook(
+                cells=[nbformat.v4.new_code_cell(f"import papermill as pm\n{call}")]
+            ),
+            driver,
+        )
+        code = (
+            "import nbformat\nfrom nbclient import NotebookClient\n"
+            f"nb = nbformat.read({str(driver)!r}, as_version=4)\n"
+            "NotebookClient(nb, kernel_name='python3', timeout=600).execute()\n"
         )
         cmd = [sys.executable, "-c", code]
     elif how == "nbconvert":
@@ -147,7 +172,7 @@ def test_elasticnet_notebook_under_every_launcher(how, work, store, client):
     assert len(all_runs(client, "Default")) == 1  # nothing of the tracked notebook went there
 
 
-@pytest.mark.parametrize("how", ["papermill", "nbclient", "nbval"])
+@pytest.mark.parametrize("how", LAUNCHERS)
 def test_autolog_and_nested_notebook(how, work, store, client):
     env = _env(store)
     plain = untracked(REALWORLD / "gbr_autolog_nested.ipynb", work / "nbs" / "gbr.ipynb")
@@ -167,6 +192,9 @@ def test_autolog_and_nested_notebook(how, work, store, client):
     assert sorted(c.info.run_name for c in children) == ["fold-0", "fold-1", "fold-2"]
     assert all("fold_r2" in c.data.metrics for c in children)
     assert "mean_r2" in run.data.metrics
+    generated = [r.info.run_name for r in all_runs(client)]
+    generated = [n for n in generated if not n.startswith("fold")]
+    assert len(set(generated)) == len(generated)  # MLflow's names untracked, nbtrack's tracked
     assert run.data.params["n_estimators"] == "25"  # autolog's final fit, and nbtrack agrees
     assert run.data.params["max_depth"] == "3"
 
@@ -196,12 +224,13 @@ def test_twin_notebooks_each_name_their_own(work, store, client):
     assert last.data.tags["mlflow.source.name"].endswith("ipykernel_launcher.py")  # MLflow's
 
 
-def test_reproduce_a_papermill_run(work, store, client):
+@pytest.mark.parametrize("name", ["elasticnet_wine", "gbr_autolog_nested"])
+def test_reproduce_a_papermill_run(name, work, store, client):
     env = _env(store)
-    nb = work / "nbs" / "elasticnet_wine.ipynb"
+    nb = work / "nbs" / f"{name}.ipynb"
     shutil.copy(REALWORLD / nb.name, nb)
-    launch("papermill", nb, work, env, {"alpha": 0.3})
-    run = tracked_run(client, "elasticnet_wine")
+    launch("papermill", nb, work, env, {"alpha": 0.3} if name == "elasticnet_wine" else None)
+    run = tracked_run(client, name)
     code = (
         "import sys, nbtrack\n"
         f"r = nbtrack.reproduce({run.info.run_id!r})\n"
