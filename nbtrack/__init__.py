@@ -229,6 +229,7 @@ def runs(
     max_runs: int | None = None,
     *,
     full: bool = False,
+    include_repro_byproducts: bool = False,
 ) -> Any:
     """The runs of an experiment as a pandas DataFrame, one row per run: run_id, name, status,
     start_time, duration (s), user, notebook, git_commit (short, ``*`` when dirty), data_hash
@@ -242,10 +243,22 @@ def runs(
 
     The kernel keeps the runs: calling again asks MLflow only for runs started since, and those
     that were still running (``full=True`` fetches everything again).
+
+    Runs that earlier tracked cells made while ``nbtrack.reproduce`` re-executed them on its way
+    to the reproduced cell (tagged ``nbtrack.repro.of``) are left out;
+    ``include_repro_byproducts=True`` lists them too. The re-run that carries a reproduction's
+    verdict is always listed.
     """
     from nbtrack.query import table as runtable
 
-    return runtable.runs(experiment, filter, order_by, max_runs, full=full)
+    return runtable.runs(
+        experiment,
+        filter,
+        order_by,
+        max_runs,
+        full=full,
+        include_repro_byproducts=include_repro_byproducts,
+    )
 
 
 def diff(run_a: str, run_b: str, *more: str) -> Any:
@@ -269,6 +282,7 @@ def compare(
     *,
     columns: Sequence[str] | None = None,
     select: Sequence[str | int] | None = None,
+    include_repro_byproducts: bool = False,
 ) -> Any:
     """The run-comparison panel: the runs table (sort, MLflow filter, search, columns, select
     rows), the diff of the selected runs, their learning curves, parallel coordinates and a
@@ -276,7 +290,8 @@ def compare(
     (copy config, open in MLflow). ``panel.df`` is the table as shown, ``panel.selected`` the
     selected rows.
 
-    Arguments as for ``nbtrack.runs``; ``columns``: the columns shown (default: all but library
+    Arguments as for ``nbtrack.runs`` (a reproduction's by-products left out unless
+    ``include_repro_byproducts=True``); ``columns``: the columns shown (default: all but library
     versions); ``select``: run ids or row positions to select (``select=[0, 1]``: the top two).
     Saved and headless-executed notebooks show the top rows and the selection's diff as HTML.
 
@@ -293,6 +308,7 @@ def compare(
         columns=columns,
         select=select,
         server_url=store.server_url(),
+        include_repro_byproducts=include_repro_byproducts,
     )
 
 
@@ -433,11 +449,15 @@ def reproduce(
     record: drift is reported, and refused with ``strict=True``; a data input that is gone stops
     it.
 
-    Returns a ``ReproReport`` (``.verdict``): REPRODUCED (every metric, or those in ``metrics``,
-    within ``atol + rtol * |original|``), DRIFTED (``.metrics`` original vs re-run, ``.causes``)
-    or FAILED (``.failure``: the cell and its traceback). ``timeout``: seconds the execution may
-    take. The re-run carries tags ``nbtrack.reproduces`` and ``nbtrack.repro.verdict``, the
-    report and the executed notebook as artifacts; the original, ``nbtrack.reproduced_by``.
+    Returns a ``ReproReport`` (``.verdict``): REPRODUCED (at least one metric compared, and
+    every metric, or those in ``metrics``, within ``atol + rtol * |original|``), DRIFTED
+    (``.metrics`` original vs re-run, ``.causes``), RAN (it ran and finished, but the original
+    logged no metrics: nothing was compared, "RAN: no metrics to compare") or FAILED
+    (``.failure``: the cell and its traceback). ``timeout``: seconds the execution may take. The
+    re-run carries tags ``nbtrack.reproduces`` and ``nbtrack.repro.verdict``, the report and the
+    executed notebook as artifacts; the original, ``nbtrack.reproduced_by``. Runs that earlier
+    tracked cells make on the way are tagged ``nbtrack.repro.of`` and left out of
+    ``nbtrack.runs`` and ``nbtrack.compare`` unless ``include_repro_byproducts=True``.
 
         report = nbtrack.reproduce(run_id)
         report.verdict   # 'REPRODUCED'

@@ -9,6 +9,7 @@ This is the bottom layer: it imports nothing from nbtrack but errors.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -54,6 +55,7 @@ TAG_NOTEBOOK_OUTPUT = "nbtrack.notebook.output"
 TAG_KILLED_REASON = "nbtrack.killed_reason"
 TAG_EXPERIMENT = "nbtrack.experiment"
 TAG_REPRO_OF = "nbtrack.repro.of"
+TAG_REPRO_CELL = "nbtrack.repro.cell"
 TAG_REPRO_VERDICT = "nbtrack.repro.verdict"
 TAG_REPRO_ATTEMPT = "nbtrack.repro.attempt"
 TAG_REPRO_LAST_VERDICT = "nbtrack.repro.last_verdict"
@@ -141,7 +143,18 @@ CONTRACT: tuple[Field, ...] = (
     ),
     Field(TAG_KILLED_REASON, "tag", "why a run was marked killed"),
     Field(TAG_EXPERIMENT, "tag", "the experiment a registered version's run belongs to"),
-    Field(TAG_REPRO_OF, "tag", "on a reproduction: the run it reproduces"),
+    Field(
+        TAG_REPRO_OF,
+        "tag",
+        "on every run a reproduction made (the re-run of the cell, and the runs of earlier "
+        "tracked cells it re-executed): the run it reproduces",
+    ),
+    Field(
+        TAG_REPRO_CELL,
+        "tag",
+        "on every run a reproduction made: sha256 of the cell it reproduces (a run of another "
+        "cell is an earlier tracked cell's, left out of nbtrack.runs and compare by default)",
+    ),
     Field(TAG_REPRO_VERDICT, "tag", "on a reproduction: its verdict"),
     Field(TAG_REPRO_ATTEMPT, "tag", "on a reproduction: which attempt it is"),
     Field(TAG_REPRO_LAST_VERDICT, "tag", "on the original: the latest reproduction's verdict"),
@@ -224,6 +237,23 @@ def notebook_of(tags: dict) -> str | None:
 
 def data_hash_of(params: dict) -> str | None:
     return params.get(PARAM_DATA_HASH) or None
+
+
+def reproduction_byproduct(tags: Mapping[str, str]) -> bool:
+    """Whether a run is a by-product of a reproduction: made by an earlier tracked cell that the
+    reproduction re-executed on its way to the reproduced cell. The re-run of the reproduced cell
+    (the one carrying the verdict, ``nbtrack.reproduces``) is not one.
+
+    Decided from the tags a run has from its start (``nbtrack.repro.of`` and ``nbtrack.repro.cell``
+    against ``nbtrack.cell.sha256``), so it never changes; a reproduction made before
+    ``nbtrack.repro.cell`` existed: every run it made but the one with the verdict.
+    """
+    if not tags.get(TAG_REPRO_OF) or tags.get(TAG_REPRODUCES):
+        return False
+    cell = tags.get(TAG_REPRO_CELL)
+    if cell:
+        return tags.get(TAG_CELL_SHA256) != cell
+    return True
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,44 @@ def test_capped_refresh_keeps_the_newest(store):
     assert sorted(r.name for r in cache.records()) == ["r2", "r3"]
 
 
+def test_a_reproductions_earlier_cells_are_left_out_unless_asked_for(store):
+    from nbtrack import record
+
+    original = _plain("orig", tags={"nbtrack.cell.sha256": "c" * 64}, metrics={"acc": 0.5})
+    made = {"nbtrack.repro.of": original, "nbtrack.repro.cell": "c" * 64}
+    earlier = _plain("earlier", tags={**made, "nbtrack.cell.sha256": "e" * 64}, status=None)
+    rerun = _plain("rerun", tags={**made, "nbtrack.cell.sha256": "c" * 64}, metrics={"acc": 0.5})
+    MlflowClient().set_tag(rerun, "nbtrack.reproduces", original)
+    # a reproduction made before nbtrack.repro.cell: every run but the verdict's is a by-product
+    old = _plain("old-earlier", tags={"nbtrack.repro.of": original})
+
+    assert set(nbtrack.runs("cmp")["name"]) == {"orig", "rerun"}
+    both = nbtrack.runs("cmp", include_repro_byproducts=True)
+    assert set(both["name"]) == {"orig", "rerun", "earlier", "old-earlier"}
+    # a cap counts the runs listed, not those left out
+    assert set(nbtrack.runs("cmp", max_runs=2)["name"]) == {"orig", "rerun"}
+    # the rule, from the tags alone
+    tags = {r: MlflowClient().get_run(r).data.tags for r in (earlier, rerun, old, original)}
+    assert [record.reproduction_byproduct(tags[r]) for r in (earlier, rerun, old, original)] == [
+        True,
+        False,
+        True,
+        False,
+    ]
+    # an earlier cell's run still RUNNING when the table was fetched stays out once it ends
+    query, names = runtable.query_for("cmp")
+    cache = runcache.cache_for(query, names)
+    MlflowClient().set_terminated(earlier, "FINISHED")
+    cache.refresh()
+    assert "earlier" not in {r.name for r in cache.records()}
+    # the panel lists what nbtrack.runs lists
+    from nbtrack.widgets.compare import show
+
+    assert set(show("cmp", frontend=False).df["name"]) == {"orig", "rerun"}
+    panel = show("cmp", frontend=False, include_repro_byproducts=True)
+    assert set(panel.df["name"]) == {"orig", "rerun", "earlier", "old-earlier"}
+
+
 # -- diffs -------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from nbtrack.execution import runner
 from nbtrack.frontends import cli
 from nbtrack.reproduction import build as reprobuild
 from nbtrack.reproduction import checks as reprocheck
+from nbtrack.reproduction import notebook_file, randomness
 from nbtrack.reproduction.report import Check, Failure, MetricDiff, ReproReport
 
 
@@ -46,6 +47,25 @@ def _original(name: str, folder: Path, parameters=None, env=None) -> Path:
     result = runner.execute(nb, folder / "out" / name, parameters, env=env, timeout=300)
     assert result.success, result.message + "\n" + result.log[-2000:]
     return nb
+
+
+def _written(folder: Path, name: str, cells: list[str]) -> Path:
+    """A notebook of code cells, run as papermill would (see _original)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    nbformat.write(nb, path)
+    result = runner.execute(path, folder / "out" / name, timeout=300)
+    assert result.success, result.message + "\n" + result.log[-2000:]
+    return path
 
 
 def _only_run(client, experiment: str):
@@ -134,14 +154,86 @@ def test_changed_data_drifts_and_names_the_digest(trained, client):
     assert "abs diff" in text and "rel diff" in text and "DRIFTED" in text
 
 
-def test_unseeded_randomness_drifts_and_says_the_seed_is_not_honoured(store, client, tmp_path):
+def test_unseeded_randomness_drifts_and_names_the_call_in_the_cell(store, client, tmp_path):
     _original("repro_unseeded.ipynb", tmp_path / "proj")
     original = _only_run(client, "repro-unseeded")
 
     report = nbtrack.reproduce(original.info.run_id)
     assert report.verdict == "DRIFTED", str(report)
-    assert report.causes == [reprocheck.UNSEEDED]
-    assert "os.urandom" in report.causes[0]
+    # the cell's own SystemRandom, where it is; no call blamed that the cell does not make
+    [cause] = report.causes
+    assert cause.startswith("the cell draws randomness no seed covers: random.SystemRandom()")
+    assert "the tracked cell, line 3 (rng = random.SystemRandom())" in cause
+    assert "os.urandom" not in cause and "uuid4" not in cause
+
+
+def test_randomness_from_an_earlier_unseeded_cell_is_named_as_such(store, client, tmp_path):
+    _written(
+        tmp_path / "proj",
+        "earlier.ipynb",
+        [
+            "%load_ext nbtrack",
+            "import numpy as np\n\nimport nbtrack",
+            "# the data, drawn before the tracked cell: no seed covers it\n"
+            "X = np.random.normal(size=(40, 2))",
+            "%%track --experiment repro-earlier --seed 4\n"
+            "w = np.random.normal(size=2)  # seeded\n"
+            "nbtrack.log(step=0, score=float((X @ w).sum()))",
+        ],
+    )
+    original = _only_run(client, "repro-earlier")
+
+    report = nbtrack.reproduce(original.info.run_id)
+    assert report.verdict == "DRIFTED", str(report)
+    [cause] = report.causes
+    assert cause.startswith("randomness from a cell before the tracked cell (no seed set there)")
+    assert "np.random.normal() in code cell 3, line 2 (X = np.random.normal(size=(40, 2)))" in cause
+    assert "seed it there, or make it a tracked cell with --seed" in cause
+    assert "os.urandom" not in str(report) and "SystemRandom" not in str(report)
+
+
+def test_a_run_without_metrics_ran_and_claims_nothing(store, client, tmp_path, capsys):
+    _written(
+        tmp_path / "proj",
+        "quiet.ipynb",
+        ["%load_ext nbtrack", "%%track --experiment repro-quiet --seed 2\ntotal = sum(range(10))"],
+    )
+    original = _only_run(client, "repro-quiet")
+    assert not original.data.metrics
+
+    report = nbtrack.reproduce(original.info.run_id)
+    assert report.verdict == "RAN" and not report.ok and report.metrics == []
+    assert report.summary == "RAN: no metrics to compare"
+    text = str(report)
+    assert text.startswith("nbtrack reproduce: RAN: no metrics to compare")
+    assert "logged no metrics, so nothing was compared" in text and "REPRODUCED" not in text
+    assert "RAN: no metrics to compare" in report._repr_html_()
+    assert client.get_run(report.rerun_id).data.tags["nbtrack.repro.verdict"] == "RAN"
+    back = client.get_run(original.info.run_id).data.tags
+    assert back["nbtrack.repro.last_verdict"] == "RAN"
+
+    # the command exits 4: neither a pass (0) nor a drift (1)
+    assert cli.main(["reproduce", original.info.run_id]) == 4
+    assert "RAN: no metrics to compare" in capsys.readouterr().out
+
+
+def test_a_notebook_changed_on_disk_is_said_and_diffed_not_ok(trained, client):
+    nb, original = trained
+    doc = json.loads(nb.read_text())
+    [params] = [c for c in doc["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    params["source"] = "".join(params["source"]).replace("lr = 0.5", "lr = 0.9")
+    nb.write_text(json.dumps(doc, indent=1))
+
+    report = nbtrack.reproduce(original.info.run_id)
+    assert report.verdict == "REPRODUCED", str(report)  # the recorded snapshot ran, lr 0.5
+    [check] = [c for c in report.checks if c.name == "notebook"]
+    assert check.status == "note" and not check.drift
+    assert check.message.startswith("the notebook file changed since the run (sha256 ")
+    assert "1 code cell(s) differ; the reproduction uses the recorded snapshot" in check.message
+    assert "-lr = 0.5" in check.detail and "+lr = 0.9" in check.detail
+    assert "--- recorded" in check.detail and "+++ on disk" in check.detail
+    text = str(report)
+    assert "notebook     ok" not in text and "+lr = 0.9" in text
 
 
 def test_a_cell_that_raises_fails_with_the_cell_and_its_traceback(
@@ -210,7 +302,22 @@ def test_several_tracked_cells_match_by_hash_and_params(store, client, tmp_path)
     assert report.rerun_id == made["scale 2.0"]
     # the earlier tracked cell kept its own seed, not the reproduced cell's
     assert client.get_run(made["first"]).data.params["random_seed"] == "5"
-    assert client.get_run(made["first"]).data.tags.get("nbtrack.reproduces") is None
+    first = client.get_run(made["first"]).data.tags
+    assert first.get("nbtrack.reproduces") is None
+    # ... and its run says it is part of the reproduction, which lists it only when asked
+    assert first["nbtrack.repro.of"] == target.info.run_id
+    assert first["nbtrack.repro.cell"] == target.data.tags["nbtrack.cell.sha256"]
+    listed = set(nbtrack.runs("repro-multi").run_id)
+    assert made["first"] not in listed and report.rerun_id in listed
+    assert {r.info.run_id for r in runs.values()} <= listed
+    everything = nbtrack.runs("repro-multi", include_repro_byproducts=True)
+    assert set(everything.run_id) == listed | {made["first"]}
+    from nbtrack.widgets.compare import show
+
+    panel = show("repro-multi", frontend=False)
+    assert made["first"] not in set(panel.df.run_id) and report.rerun_id in set(panel.df.run_id)
+    panel = show("repro-multi", frontend=False, include_repro_byproducts=True)
+    assert made["first"] in set(panel.df.run_id)
 
 
 def test_unsaved_notebook_is_rebuilt_from_the_kernel_history(store, client, tmp_path):
@@ -455,6 +562,19 @@ def test_causes_rank_the_checks_that_found_a_difference():
         "package versions changed: 1 package(s) differ: numpy 1 → 2",
     ]
     assert reprocheck.causes([Check("data", "ok", "")]) == [reprocheck.UNSEEDED]
+    # nothing found in the code: no call is blamed
+    assert "os.urandom" not in reprocheck.UNSEEDED and "uuid4" not in reprocheck.UNSEEDED
+    own = randomness.Draw(0, 2, "os.urandom", "unseedable", "k = os.urandom(4)")
+    before = randomness.Draw(3, 1, "np.random.rand", "unseeded", "X = np.random.rand(9)")
+    assert reprocheck.causes(checks[1:2], [own], [before]) == [
+        "package versions changed: 1 package(s) differ: numpy 1 → 2",
+        "the cell draws randomness no seed covers: os.urandom() in the tracked cell, line 2 "
+        "(k = os.urandom(4)); draw from a seeded generator instead (random.Random(seed), "
+        "np.random.default_rng(seed))",
+        "randomness from a cell before the tracked cell (no seed set there): np.random.rand() in "
+        "code cell 3, line 1 (X = np.random.rand(9)); seed it there, or make it a tracked cell "
+        "with --seed",
+    ]
 
 
 def test_the_report_html_is_escaped():
@@ -565,3 +685,101 @@ def test_the_runner_runs_a_notebook_in_its_own_folder_and_environment(tmp_path, 
     out = nbformat.read(result.output, as_version=4)
     printed = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
     assert printed.split() == [str(work), str(path), "4", "None", "0.5"]
+
+
+def test_randomness_before_the_cell_follows_seeds_imports_and_tracked_cells():
+    earlier = [
+        "%load_ext nbtrack",
+        "import random\nimport numpy as np\nfrom sklearn.datasets import make_classification",
+        "X, y = make_classification(n_samples=50)  # numpy's global generator, not seeded",
+        "!ls\nnp.random.seed(0)\nA, b = make_classification(n_samples=5)\nZ = np.random.rand()",
+        "%%track --seed 3\nw = random.random()",  # nbtrack seeds it: --seed on its line
+        "u = random.random()  # after a seeded tracked cell: deterministic",
+        "%%track\nv = np.random.rand(2)",  # a fresh seed, unless the re-run replays it
+        "def draw():\n    return np.random.default_rng()\n\ng = draw()",
+        "%%bash\necho not python",
+    ]
+    found = randomness.before_cell(earlier, (), reprobuild.sha256)
+    assert [(d.cell, d.line, d.call, d.kind) for d in found] == [
+        (3, 1, "make_classification", "unseeded"),
+        (7, 2, "np.random.rand", "unseeded"),
+        (8, 4, "np.random.default_rng", "unseedable"),
+    ]
+    assert found[0].describe() == (
+        "make_classification() in code cell 3, line 1 "
+        "(X, y = make_classification(n_samples=50)  # numpy's global …)"  # cut at 60
+    )
+    # the tracked cell's seed replayed by the re-run: no longer a source
+    replayed = {reprobuild.sha256(earlier[6])}
+    assert [d.cell for d in randomness.before_cell(earlier, replayed, reprobuild.sha256)] == [3, 8]
+    # seeded, or given random_state: nothing
+    quiet = ["import numpy as np\nnp.random.seed(1)\nX = np.random.rand(3)"]
+    quiet.append(
+        "from sklearn.model_selection import train_test_split\n"
+        "a, b = train_test_split([1, 2], random_state=0)"
+    )
+    assert randomness.before_cell(quiet) == []
+
+
+def test_randomness_in_the_cell_is_only_what_no_seed_covers():
+    cell = (
+        "%%track --seed 3\nimport os, uuid\nimport numpy as np\n"
+        "x = np.random.rand(3)\nk = os.urandom(8)\nu = uuid.uuid4()\n"
+        "g = np.random.default_rng(7)\nh = np.random.default_rng()\n%time y = 1"
+    )
+    assert [(d.call, d.line) for d in randomness.in_cell(cell)] == [
+        ("os.urandom", 5),
+        ("uuid.uuid4", 6),
+        ("np.random.default_rng", 8),
+    ]
+    assert randomness.in_cell("%%track\nimport numpy as np\nw = np.random.normal()") == []
+
+
+def test_the_notebook_file_against_the_recorded_one(tmp_path):
+    import hashlib
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("%%track\nb = a")]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    recorded = path.read_text()
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    snap = "the notebook snapshot"
+    assert notebook_file.check_notebook_file(str(path), sha, recorded, snap) is None
+    gone = str(tmp_path / "gone.ipynb")
+    assert notebook_file.check_notebook_file(gone, sha, recorded, snap) is None
+
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="saved with outputs")]
+    nbformat.write(nb, path)
+    same_code = notebook_file.check_notebook_file(str(path), sha, recorded, snap)
+    assert same_code.status == "ok" and "its code cells did not" in same_code.message
+
+    nb.cells[0].source = "a = 2"
+    nb.cells.append(nbformat.v4.new_code_cell("print(b)"))
+    nbformat.write(nb, path)
+    changed = notebook_file.check_notebook_file(str(path), sha, recorded, "the kernel history")
+    assert changed.status == "note"
+    assert "2 code cell(s) differ" in changed.message
+    assert "uses what the record holds (the kernel history), not the file" in changed.message
+    assert (
+        "-a = 1" in changed.detail and "+a = 2" in changed.detail and "+print(b)" in changed.detail
+    )
+    # the history's finding and the file's make one check; an "ok" gives way
+    history_ok = Check("notebook", "ok", "the saved notebook holds what the kernel ran before")
+    assert notebook_file.with_notebook_file(history_ok, changed) is changed
+    hidden = Check("notebook", "drift", "the kernel ran 1 cell(s)", "x = 2")
+    both = notebook_file.with_notebook_file(hidden, changed)
+    assert both.drift and both.message.startswith("the kernel ran 1 cell(s); the notebook file")
+    assert both.detail.startswith("x = 2\n\n---")
+
+
+def test_a_ran_report_and_the_cli_exit_codes():
+    r = ReproReport(verdict="RAN", run_id="r" * 32, notes=["the cell ran again"])
+    assert not r.ok and r.summary == "RAN: no metrics to compare"
+    assert str(r).splitlines()[0] == "nbtrack reproduce: RAN: no metrics to compare"
+    assert ReproReport(verdict="REPRODUCED", run_id="r").summary == "REPRODUCED"
+    assert cli.REPRO_EXIT == {"REPRODUCED": 0, "DRIFTED": 1, "FAILED": 3, "RAN": 4}
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["reproduce"].format_help()
+    assert "4 RAN (it ran, but no metrics to compare)" in " ".join(help_text.split())

@@ -138,8 +138,14 @@ def _audit(args: argparse.Namespace) -> int:
 
 # -- reproduction ------------------------------------------------------------------------------
 
-# Exit codes of `nbtrack reproduce`: 0 REPRODUCED, 1 DRIFTED, 3 FAILED (2: nbtrack's own errors).
-REPRO_EXIT = {"REPRODUCED": 0, "DRIFTED": 1, "FAILED": 3}
+# Exit codes of `nbtrack reproduce`: 0 REPRODUCED, 1 DRIFTED, 3 FAILED, 4 RAN (it ran, but no
+# metric was compared: not a pass); 2: nbtrack's own errors (a bad run id, a usage error).
+REPRO_EXIT = {"REPRODUCED": 0, "DRIFTED": 1, "FAILED": 3, "RAN": 4}
+REPRO_EXIT_HELP = (
+    "exit codes: 0 REPRODUCED (at least one metric compared, all within tolerance), "
+    "1 DRIFTED (a metric outside tolerance), 2 nbtrack's own error (unknown run, bad option), "
+    "3 FAILED (nothing ran, or a cell failed), 4 RAN (it ran, but no metrics to compare)"
+)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -166,7 +172,9 @@ def _add_reproduce(sub) -> None:
     p = sub.add_parser(
         "reproduce",
         help="run a tracked run again from its record and say whether its metrics hold "
-        "(exit 0 REPRODUCED, 1 DRIFTED, 3 FAILED)",
+        "(exit 0 REPRODUCED, 1 DRIFTED, 3 FAILED, 4 RAN: no metrics to compare)",
+        description="Run a tracked run again from its record and say whether its metrics hold.",
+        epilog=REPRO_EXIT_HELP,
     )
     p.add_argument("run_id")
     p.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (default 1e-6)")

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nbtrack.query.rows import Record, frame_of, record_of
+from nbtrack.record import reproduction_byproduct
 
 WINDOW_MS = 120_000  # how far back a refresh looks for new runs (see the module's docstring)
 ID_CHUNK = 100  # run ids per `attributes.run_id IN (...)` query
@@ -46,10 +47,17 @@ class RunQuery:
     filter: str = ""
     order_by: tuple[str, ...] = ()
     max_runs: int | None = None
+    # Runs of earlier tracked cells that a reproduction re-executed (record.reproduction_byproduct)
+    # are left out unless asked for; the re-run that carries the verdict is always in.
+    include_repro_byproducts: bool = False
 
     @property
     def server_order(self) -> tuple[str, ...]:
         return self.order_by or DEFAULT_ORDER
+
+    def wants(self, record: Record) -> bool:
+        """Whether a run the store returned belongs in the table."""
+        return self.include_repro_byproducts or not reproduction_byproduct(record.tags)
 
     @property
     def incremental(self) -> bool:
@@ -149,7 +157,7 @@ class RunCache:
                     token,
                 )
                 requests += 1
-                records = [record_of(r) for r in runs]
+                records = [r for r in map(record_of, runs) if self.query.wants(r)]
                 seen.update(r.run_id for r in records)
                 self._upsert(records)
                 yield len(seen)
@@ -202,7 +210,7 @@ class RunCache:
                     token,
                 )
                 requests += 1
-                fresh += [record_of(r) for r in runs]
+                fresh += [r for r in map(record_of, runs) if q.wants(r)]
                 if token is None:
                     break
             got = {r.run_id for r in fresh}
@@ -218,7 +226,7 @@ class RunCache:
                     len(chunk),
                 )
                 requests += 1
-                back = [record_of(r) for r in runs]
+                back = [r for r in map(record_of, runs) if q.wants(r)]
                 fresh += back
                 gone += sorted(set(chunk) - {r.run_id for r in back})
             changed = self._upsert(fresh, remove=gone, trim=True)

@@ -44,6 +44,7 @@ def query_for(
     filter: str | None = None,
     order_by: str | Sequence[str] | None = None,
     max_runs: int | None = None,
+    include_repro_byproducts: bool = False,
 ) -> tuple[RunQuery, dict[str, str]]:
     """The query and its experiments (id -> name) for the public functions' arguments."""
     from nbtrack import store
@@ -65,6 +66,7 @@ def query_for(
         # The order only changes which runs are fetched when they are capped.
         order_by=order if max_runs is not None else (),
         max_runs=max_runs,
+        include_repro_byproducts=bool(include_repro_byproducts),
     )
     return query, {v: k for k, v in ids.items()}
 
@@ -80,11 +82,12 @@ def runs(
     *,
     full: bool = False,
     on_page: Callable[[int], None] | None = None,
+    include_repro_byproducts: bool = False,
 ):
     """The runs table of ``nbtrack.runs`` (see there), from the kernel's cache, refreshed."""
     from nbtrack.query import compare
 
-    query, names = query_for(experiment, filter, order_by, max_runs)
+    query, names = query_for(experiment, filter, order_by, max_runs, include_repro_byproducts)
     cache = cache_for(query, names)
     if not cache.complete:
         for n in cache.pages():

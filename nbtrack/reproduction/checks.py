@@ -17,6 +17,7 @@ from typing import Any
 from nbtrack import record as R
 from nbtrack.capture.git import run_git
 from nbtrack.query.diff import parse_requirements
+from nbtrack.reproduction.randomness import Draw
 from nbtrack.reproduction.report import Check, MetricDiff
 
 DETAIL_LINES = 200  # of a diff kept in a check's detail
@@ -294,24 +295,46 @@ _CAUSE_LABEL = {
     "seed": "no seed",
 }
 UNSEEDED = (
-    "no seed: the seed was applied again and nothing else changed, so the cell draws randomness "
-    "the seed does not cover: an unseeded source (os.urandom, random.SystemRandom, secrets, "
-    "uuid4, a generator made with no seed), str hashing without PYTHONHASHSEED, or "
-    "nondeterministic threads or GPU kernels"
+    "no seed: the seed was applied again, nothing else changed, and the notebook's code calls no "
+    "source the seed misses: the randomness comes from code it calls (an imported module with a "
+    "generator of its own), str hashing without PYTHONHASHSEED, or nondeterministic threads or "
+    "GPU kernels"
+)
+IN_CELL = (
+    "the cell draws randomness no seed covers: {calls}; draw from a seeded generator instead "
+    "(random.Random(seed), np.random.default_rng(seed))"
+)
+BEFORE_CELL = (
+    "randomness from a cell before the tracked cell (no seed set there): {calls}; seed it there, "
+    "or make it a tracked cell with --seed"
 )
 
 
-def causes(checks: Sequence[Check]) -> list[str]:
+def _calls(draws: Sequence[Draw], limit: int = 3) -> str:
+    return _names([d.describe() for d in draws], limit)
+
+
+def causes(
+    checks: Sequence[Check], in_cell: Sequence[Draw] = (), before: Sequence[Draw] = ()
+) -> list[str]:
     """The likely causes of a drift, most likely first: every check that found a difference;
-    when none did, randomness the seed does not cover."""
+    then randomness the seed does not cover, where the code shows it: sources no seed reaches
+    called in the cell itself (``in_cell``), draws in the cells before it that no seed covered
+    (``before``; reproduction.randomness). When nothing shows, randomness from elsewhere
+    (UNSEEDED): no call in the cell is blamed that is not there."""
     rank = {name: i for i, name in enumerate(_CAUSE_ORDER)}
     found = sorted((c for c in checks if c.drift), key=lambda c: rank.get(c.name, len(rank)))
-    if not found:
-        return [UNSEEDED]
-    return [f"{_CAUSE_LABEL.get(c.name, c.name)}: {c.message}" for c in found]
+    out = [f"{_CAUSE_LABEL.get(c.name, c.name)}: {c.message}" for c in found]
+    if in_cell:
+        out.append(IN_CELL.format(calls=_calls(in_cell)))
+    if before:
+        out.append(BEFORE_CELL.format(calls=_calls(before)))
+    return out or [UNSEEDED]
 
 
 __all__ = [
+    "BEFORE_CELL",
+    "IN_CELL",
     "UNSEEDED",
     "causes",
     "check_code",

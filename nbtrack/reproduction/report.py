@@ -14,14 +14,17 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-REPRODUCED, DRIFTED, FAILED = "REPRODUCED", "DRIFTED", "FAILED"
-VERDICTS = (REPRODUCED, DRIFTED, FAILED)
-COLOURS = {REPRODUCED: "#2e7d32", DRIFTED: "#ef6c00", FAILED: "#c62828"}
+REPRODUCED, DRIFTED, RAN, FAILED = "REPRODUCED", "DRIFTED", "RAN", "FAILED"
+VERDICTS = (REPRODUCED, DRIFTED, RAN, FAILED)
+COLOURS = {REPRODUCED: "#2e7d32", DRIFTED: "#ef6c00", RAN: "#546e7a", FAILED: "#c62828"}
+# What a verdict's headline adds: RAN claims nothing about the results.
+SUMMARIES = {RAN: "no metrics to compare"}
 
 # Check statuses: "ok"; "drift" (differs from the record; a likely cause when metrics moved);
 # "missing" (an input is gone: nothing can run); "skipped" (nothing recorded to check against);
 # "note" (worth knowing, not a difference).
 DRIFT_STATUSES = ("drift", "missing")
+QUIET_STATUSES = ("ok", "skipped")  # a check whose detail the text report leaves out
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,10 @@ class Failure:
 class ReproReport:
     """The outcome of ``nbtrack.reproduce(run_id)``.
 
-    ``verdict``: REPRODUCED (every compared metric within tolerance), DRIFTED (it ran, some
-    metric is outside tolerance; ``causes`` says what likely moved it) or FAILED (``failure``).
+    ``verdict``: REPRODUCED (at least one metric compared, every one within tolerance),
+    DRIFTED (it ran, some metric is outside tolerance; ``causes`` says what likely moved it),
+    RAN (it ran and finished, but no metric was compared: the original logged none, so nothing
+    says whether its results hold) or FAILED (``failure``).
     ``checks``: the record against the present (data digests, code, environment, seed).
     ``rerun_id``: the run of the re-executed cell, which carries the verdict (tag
     ``nbtrack.repro.verdict``), this report (artifact ``nbtrack/repro/report.json``) and the
@@ -95,7 +100,14 @@ class ReproReport:
 
     @property
     def ok(self) -> bool:
+        """REPRODUCED only: a RAN compared nothing."""
         return self.verdict == REPRODUCED
+
+    @property
+    def summary(self) -> str:
+        """The verdict as one line: ``REPRODUCED``, ``RAN: no metrics to compare``."""
+        extra = SUMMARIES.get(self.verdict)
+        return f"{self.verdict}: {extra}" if extra else self.verdict
 
     @property
     def drifted(self) -> list[MetricDiff]:
@@ -160,7 +172,7 @@ def _headline(r: ReproReport) -> list[str]:
 
 
 def render_text(r: ReproReport) -> str:
-    lines = [f"nbtrack reproduce: {r.verdict}"]
+    lines = [f"nbtrack reproduce: {r.summary}"]
     lines += ["  " + line for line in _headline(r)]
     if r.elapsed is not None:
         lines.append("  " + timing(r))
@@ -199,7 +211,7 @@ def render_text(r: ReproReport) -> str:
         width = max(len(c.name) for c in r.checks)
         for c in r.checks:
             lines.append(f"  {c.name:<{width}}  {c.status:<7}  {c.message}")
-            if c.detail and c.drift:
+            if c.detail and c.status not in QUIET_STATUSES:
                 lines += ["      " + line for line in c.detail.rstrip().splitlines()[:40]]
     lines += [f"note: {n}" for n in r.notes]
     return "\n".join(lines)
@@ -224,7 +236,7 @@ def render_html(r: ReproReport) -> str:
     parts = [
         STYLE,
         f"<div class='nbtrack-repro' style='border-left:3px solid {colour};padding:2px 8px'>",
-        f"<b>nbtrack reproduce</b> · <b style='color:{colour}'>{e(r.verdict)}</b>",
+        f"<b>nbtrack reproduce</b> · <b style='color:{colour}'>{e(r.summary)}</b>",
     ]
     parts += [f"<div>{e(line)}</div>" for line in _headline(r)]
     if r.elapsed is not None:
@@ -273,7 +285,9 @@ def render_html(r: ReproReport) -> str:
 __all__ = [
     "DRIFTED",
     "FAILED",
+    "RAN",
     "REPRODUCED",
+    "SUMMARIES",
     "VERDICTS",
     "Check",
     "Failure",

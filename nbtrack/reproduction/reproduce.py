@@ -35,7 +35,7 @@ from nbtrack.errors import StoreError, warn
 from nbtrack.execution import runner
 from nbtrack.reproduction import build as reprobuild
 from nbtrack.reproduction import checks as reprocheck
-from nbtrack.reproduction import rerun_kernel
+from nbtrack.reproduction import notebook_file, randomness, rerun_kernel
 from nbtrack.reproduction.original import (
     Record,
     load_record,
@@ -46,6 +46,7 @@ from nbtrack.reproduction.original import (
 from nbtrack.reproduction.report import (
     DRIFTED,
     FAILED,
+    RAN,
     REPRODUCED,
     Check,
     Failure,
@@ -53,7 +54,7 @@ from nbtrack.reproduction.report import (
 )
 
 TAG_REPRODUCES = R.TAG_REPRODUCES  # on the re-run: the run it reproduces
-TAG_VERDICT = R.TAG_REPRO_VERDICT  # on the re-run: REPRODUCED, DRIFTED or FAILED
+TAG_VERDICT = R.TAG_REPRO_VERDICT  # on the re-run: REPRODUCED, DRIFTED, RAN or FAILED
 TAG_REPRODUCED_BY = R.TAG_REPRODUCED_BY  # on the original: its latest re-run
 TAG_LAST_VERDICT = R.TAG_REPRO_LAST_VERDICT  # on the original: that re-run's verdict
 TAG_OF = R.TAG_REPRO_OF  # on every run a reproduction made (earlier tracked cells too)
@@ -76,7 +77,11 @@ def pre_checks(rec: Record, rebuilt: reprobuild.Rebuilt) -> list[Check]:
         reprocheck.check_code(rec.tags, rec.git_diff, [origin_dir, os.getcwd()]),
     ]
     if rebuilt.kind == "notebook":
-        checks.append(reprocheck.check_history(rec.history or [], rebuilt.earlier, rebuilt.source))
+        history = reprocheck.check_history(rec.history or [], rebuilt.earlier, rebuilt.source)
+        on_disk = notebook_file.check_notebook_file(
+            rec.origin, rec.tags.get(R.TAG_NOTEBOOK_SHA256), rec.snapshot, rebuilt.source
+        )
+        checks.append(notebook_file.with_notebook_file(history, on_disk))
     checks.append(
         reprocheck.check_environment(
             rec.requirements,
@@ -114,6 +119,7 @@ def _execute(
     rebuilt: reprobuild.Rebuilt,
     tmp: Path,
     attempt: str,
+    seeds: dict[str, int],
     timeout: float | None,
     kernel_name: str | None,
     notes: list[str],
@@ -128,13 +134,15 @@ def _execute(
         elif p.how == "outside":
             notes.append(f"{p.given} could not be placed in the re-run's folder")
     path = rebuilt.write(workdir)
-    tags = {TAG_OF: rec.run_id, TAG_ATTEMPT: attempt}
+    # On every run the execution makes; a run of another cell than the reproduced one is an
+    # earlier tracked cell's (record.reproduction_byproduct), known as soon as it starts.
+    tags = {TAG_OF: rec.run_id, TAG_ATTEMPT: attempt, R.TAG_REPRO_CELL: rebuilt.cell_sha256}
     if rec.tags.get(R.TAG_SOURCE_NAME):  # the notebook it reproduces, not a temp copy
         tags[R.TAG_SOURCE_NAME] = rec.tags[R.TAG_SOURCE_NAME]
     settings = runner.RunnerSettings(
         notebook=str(path) if rebuilt.kind == "notebook" else None,
         experiment=rec.experiment,
-        seeds=rerun_kernel.seeds(rec, rebuilt),
+        seeds=seeds,
         tags=tags,
         tracking_uri=store.tracking_uri(),
     )
@@ -221,6 +229,34 @@ def _merge(before: list[Check], after: list[Check]) -> list[Check]:
 
 
 # -- the verdict -------------------------------------------------------------------------------
+
+
+def _nothing_compared(rec: Record, rerun: Any) -> str:
+    theirs = sorted(k for k in rerun.metrics if not k.startswith("system/"))
+    said = (
+        f" (the re-run logged {', '.join(theirs[:5])}{' ...' if len(theirs) > 5 else ''}, "
+        "which the original did not)"
+        if theirs
+        else ""
+    )
+    return (
+        f"the cell ran again and finished, but run {rec.run_id} logged no metrics, so nothing "
+        f"was compared{said}: log one (nbtrack.log) to have its results checked"
+    )
+
+
+def _randomness(
+    rebuilt: reprobuild.Rebuilt, seeds: dict[str, int]
+) -> tuple[list[randomness.Draw], list[randomness.Draw]]:
+    """Randomness the seed does not cover that the code shows: sources no seed reaches in the
+    reproduced cell, and unseeded draws in the cells run before it."""
+    if rebuilt.kind == "script":
+        return randomness.in_cell(rebuilt.script or ""), []
+    cells = (rebuilt.notebook or {}).get("cells") or []
+    cell = cells[rebuilt.target].get("source", "") if cells else ""
+    cell = "".join(cell) if isinstance(cell, list) else str(cell)
+    before = randomness.before_cell(rebuilt.earlier, set(seeds), reprobuild.sha256)
+    return randomness.in_cell(cell), before
 
 
 def _failure(execution: runner.Execution) -> Failure:
@@ -333,7 +369,8 @@ def reproduce(
             return report
 
         attempt = uuid.uuid4().hex
-        execution = _execute(rec, rebuilt, tmp, attempt, timeout, kernel_name, report.notes)
+        seeds = rerun_kernel.seeds(rec, rebuilt)
+        execution = _execute(rec, rebuilt, tmp, attempt, seeds, timeout, kernel_name, report.notes)
         runs = store.runs_with_tags([rec.experiment_id], {TAG_ATTEMPT: attempt})
         report.rerun_ids = [r.run_id for r in runs]
         rerun = match(rec, rebuilt, runs)
@@ -358,9 +395,15 @@ def reproduce(
             report.metrics = reprocheck.compare_metrics(
                 rec.metrics, dict(rerun.metrics), keys, rtol, atol
             )
-            report.verdict = DRIFTED if report.drifted else REPRODUCED
-            if report.verdict == DRIFTED:
-                report.causes = reprocheck.causes(report.checks)
+            if not report.metrics:
+                report.verdict = RAN
+                report.notes.append(_nothing_compared(rec, rerun))
+            elif report.drifted:
+                report.verdict = DRIFTED
+                in_cell, before = _randomness(rebuilt, seeds)
+                report.causes = reprocheck.causes(report.checks, in_cell, before)
+            else:
+                report.verdict = REPRODUCED
         report.elapsed = time.monotonic() - started
         _record(report, rec, report.rerun_id, attempt, execution.output)
     return report

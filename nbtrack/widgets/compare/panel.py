@@ -148,12 +148,15 @@ def show(
     select: Sequence[str | int] | None = None,
     frontend: bool | None = None,
     server_url: str | None = None,
+    include_repro_byproducts: bool = False,
 ) -> ComparePanel:
     """The panel on the runs asked for (``nbtrack.compare``'s arguments). ``server_url``: the
     MLflow UI's, for "open in MLflow" links (the facade passes the store's)."""
     from nbtrack.widgets.live import has_frontend
 
-    query, names = runtable.query_for(experiment, filter, order_by, max_runs)
+    query, names = runtable.query_for(
+        experiment, filter, order_by, max_runs, include_repro_byproducts
+    )
     cache = runcache.cache_for(query, names)
     panel = ComparePanel(
         cache,
