@@ -34,6 +34,7 @@ MAX_BYTES = 50_000_000  # a notebook larger than this is not read to be matched
 SCAN_DEPTH = 2  # folders below a working directory searched for notebooks
 SKIP_DIRS = {".ipynb_checkpoints", ".git", "node_modules", ".venv", "venv", "site-packages"}
 PAPERMILL_INJECTED = "# Parameters"  # first line of the cell papermill injects
+NO_MATCH = "none: no notebook the launcher names or has beside it holds the cells this kernel ran"
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def find(history: Sequence[str], kernel_cwd: str | None = None) -> Found:
         found = _decide(cells, [b for b in map(_read, files) if b is not None], bases, where)
         if found is not None:
             return found
-    return Found(None, "none: no notebook the launcher names or has beside it holds these cells")
+    return Found(None, NO_MATCH)
 
 
 def _decide(

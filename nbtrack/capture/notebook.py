@@ -63,7 +63,10 @@ def identify(
     found = _found.get(os.getpid())
     if found is None:
         found = launcher.find(history)
-        if found.path:  # the launcher does not change in a kernel's life
+        # The launcher does not change in a kernel's life, and a kernel whose cells no notebook
+        # holds will not find one later (its history only grows): both are kept. A tie is not,
+        # the cells still to come may tell the copies apart.
+        if found.path or found.how == launcher.NO_MATCH:
             _found[os.getpid()] = found
     return found
 
