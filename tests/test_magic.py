@@ -207,8 +207,8 @@ def test_failing_cell_stops_papermill(store, client, tmp_path):
 
 
 def test_a_failing_tracked_cell_shows_the_users_traceback(store, client, tmp_path):
-    """What the user sees starts at the user's line, numbered as the cell reads without the
-    magic line: the traceback the same cell shows untracked."""
+    """What the user sees and what the run records start at the user's line, numbered as the
+    cell reads without the magic line; they match the same cell run untracked."""
     bodies = ["x = 1\n\n1/0", "x = 0\ndivide(x)", "x = 1\n1/"]
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -233,6 +233,15 @@ def test_a_failing_tracked_cell_shows_the_users_traceback(store, client, tmp_pat
     assert "Cell In[_], line 2, in divide(v)" in shown(executed.cells[4])
     assert "line 2" in shown(executed.cells[6]) and "SyntaxError" in shown(executed.cells[6])
 
+    def recorded(experiment: str) -> list[tuple[str, str, str]]:
+        [run] = all_runs(client, experiment)
+        assert run.info.status == "FAILED"
+        text = artifact_text(client, run.info.run_id, "nbtrack/traceback.txt")
+        assert "nbtrack" not in text and "IPython" not in text, text
+        return re.findall(r"line (\d+), in (\S+)\n +(.*)", text)
+
+    assert recorded("tb0") == [("3", "<module>", "1/0")]
+    assert recorded("tb1") == [("2", "<module>", "divide(x)"), ("2", "divide", "return 1 / v")]
     assert all_runs(client, "tb2") == []  # the cell did not compile: nothing ran
 
 

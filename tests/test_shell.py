@@ -66,6 +66,19 @@ def test_a_failing_tracked_cell_shows_the_traceback_the_untracked_cell_shows(she
     assert "Cell In[_], line 3" in shown and "----> 3 1/0" in shown
 
 
+def test_the_recorded_traceback_starts_at_the_users_code(shell, client):
+    run(shell, "def divide(v):\n    return 1 / v")
+    result = run(shell, "%%track -e tb --no-card\nx = 0\n\ndivide(x)")
+    assert isinstance(result.error_in_exec, ZeroDivisionError)
+    [r] = all_runs(client, "tb")
+    assert r.info.status == "FAILED"
+    text = artifact_text(client, r.info.run_id, "nbtrack/traceback.txt")
+    frames = re.findall(r"line (\d+), in (\S+)\n +(.*)", text)
+    assert frames == [("3", "<module>", "divide(x)"), ("2", "divide", "return 1 / v")], text
+    assert "IPython" not in text and "nbtrack" not in text and "_begin_cell" not in text
+    assert text.rstrip().endswith("ZeroDivisionError: division by zero")
+
+
 def test_a_tracked_cell_with_a_syntax_error_starts_no_run(shell, client):
     result = run(shell, "%%track -e syntax --no-card\nx = 1\n1/")
     assert isinstance(result.error_before_exec, SyntaxError)

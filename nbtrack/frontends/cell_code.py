@@ -4,12 +4,18 @@ The input transformer takes the ``%%track ...`` line off the cell; IPython then 
 exactly as it runs any cell. The call that starts the run is put in front of the cell's parsed
 code (an AST transformer), not into its source: the source IPython compiles, caches and shows in
 tracebacks is the user's, numbered as IPython numbers a cell magic's body (the line under the
-magic is line 1), so a failing cell shows the traceback the same cell shows untracked.
+magic is line 1), so a failing cell shows the traceback the same cell shows untracked. The run
+records that traceback too: from the user's first frame on, without IPython's frames above it.
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
+import os
+from collections.abc import Iterator
+
+import IPython
 
 PREFIX = "%%track"
 
@@ -67,3 +73,36 @@ class BeginRun(ast.NodeTransformer):
                 part.col_offset = part.end_col_offset = 0
         node.body.insert(0, call)
         return node
+
+
+@contextlib.contextmanager
+def users_traceback(error: BaseException | None) -> Iterator[None]:
+    """While the run records ``error``, its traceback starts at the user's first frame, as the
+    one IPython showed: the frames above it (IPython running the cell) are left out. The user's
+    exception gets its whole traceback back afterwards (``%debug``, ``sys.last_value``)."""
+    tb = error.__traceback__ if error is not None else None
+    first = tb
+    while first is not None and _machinery(first.tb_frame.f_code.co_filename):
+        first = first.tb_next
+    if error is None or first is None or first is tb:
+        yield
+        return
+    error.__traceback__ = first
+    try:
+        yield
+    finally:
+        error.__traceback__ = tb
+
+
+def _machinery(filename: str) -> bool:
+    """Whether code in ``filename`` is IPython's or nbtrack's, not the user's."""
+    return os.path.isabs(filename) and any(
+        os.path.commonpath([filename, d]) == d for d in _MACHINERY
+    )
+
+
+# IPython's package and nbtrack's: the frames above the user's first one.
+_MACHINERY = (
+    os.path.dirname(IPython.__file__),
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+)

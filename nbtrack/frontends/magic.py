@@ -79,7 +79,8 @@ def _finish(run, status: str, error: BaseException | None) -> NbtrackError | Non
             _display_card(UntrackedCard(run.reason))
         return None
     try:
-        run.finish(status, error)
+        with cell_code.users_traceback(error):
+            run.finish(status, error)
     except Exception as e:
         warn(f"run {run.run_id} may be incomplete: {_reason(e)}")
         return None
