@@ -206,6 +206,45 @@ def test_failing_cell_stops_papermill(store, client, tmp_path):
     assert "must not run" not in outputs_text(out.cells[2])
 
 
+def test_a_failing_tracked_cell_shows_the_users_traceback(store, client, tmp_path):
+    """What the user sees and what the run records start at the user's line, numbered as the
+    cell reads without the magic line; they match the same cell run untracked."""
+    bodies = ["x = 1\n\n1/0", "x = 0\ndivide(x)", "x = 1\n1/"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbtrack"),
+        nbformat.v4.new_code_cell("def divide(v):\n    return 1 / v"),
+    ]
+    for i, body in enumerate(bodies):
+        nb.cells.append(nbformat.v4.new_code_cell(f"%%track -e tb{i} --no-card --no-live\n{body}"))
+        nb.cells.append(nbformat.v4.new_code_cell(body))
+    nbformat.write(nb, tmp_path / "tb.ipynb")
+    executed = execute(tmp_path / "tb.ipynb", tmp_path, allow_errors=True)
+
+    def shown(cell) -> str:
+        [err] = [o for o in cell.outputs if o.output_type == "error"]
+        return re.sub(r"In\[\d+\]", "In[_]", ANSI.sub("", "\n".join(err.traceback)))
+
+    for i in range(len(bodies)):
+        tracked, untracked = executed.cells[2 + 2 * i], executed.cells[3 + 2 * i]
+        assert shown(tracked) == shown(untracked)
+        assert "nbtrack" not in shown(tracked) and "_begin_cell" not in shown(tracked)
+    assert re.search(r"Cell In\[_\], line 3\n(.*\n)*----> 3 1/0", shown(executed.cells[2]))
+    assert "Cell In[_], line 2, in divide(v)" in shown(executed.cells[4])
+    assert "line 2" in shown(executed.cells[6]) and "SyntaxError" in shown(executed.cells[6])
+
+    def recorded(experiment: str) -> list[tuple[str, str, str]]:
+        [run] = all_runs(client, experiment)
+        assert run.info.status == "FAILED"
+        text = artifact_text(client, run.info.run_id, "nbtrack/traceback.txt")
+        assert "nbtrack" not in text and "IPython" not in text, text
+        return re.findall(r"line (\d+), in (\S+)\n +(.*)", text)
+
+    assert recorded("tb0") == [("3", "<module>", "1/0")]
+    assert recorded("tb1") == [("2", "<module>", "divide(x)"), ("2", "divide", "return 1 / v")]
+    assert all_runs(client, "tb2") == []  # the cell did not compile: nothing ran
+
+
 def test_interrupted_cell_is_killed_and_keeps_its_metrics(store, client, tmp_path):
     from nbclient.exceptions import CellExecutionError
 

@@ -5,6 +5,7 @@ in test_magic.py."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -12,7 +13,9 @@ from support import all_runs, artifact_text
 
 import nbtrack
 from nbtrack import settings
-from nbtrack.frontends import magic, track_line
+from nbtrack.frontends import cell_code, magic, track_line
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @pytest.fixture
@@ -38,10 +41,50 @@ def test_cell_keeps_its_namespace_and_last_value(shell, client):
     assert r.data.params["x"] == "41"
 
 
-def test_tracebacks_keep_the_cells_line_numbers(shell, capsys):
-    result = run(shell, "%%track -e lines --no-card\na = 1\nb = 2\nraise RuntimeError('line 4')")
+def test_tracebacks_number_the_cells_lines_as_ipython_numbers_a_cell_magics_body(shell, capsys):
+    # the line under %%track is line 1, as under %%time or %%capture, and as without the magic
+    result = run(shell, "%%track -e lines --no-card\na = 1\nb = 2\nraise RuntimeError('line 3')")
     assert isinstance(result.error_in_exec, RuntimeError)
-    assert result.error_in_exec.__traceback__.tb_next.tb_lineno == 4
+    # the user's exception keeps its whole traceback: IPython's run_code, then the cell
+    assert result.error_in_exec.__traceback__.tb_next.tb_lineno == 3
+
+
+def _shown_traceback(ip, code: str, capsys) -> str:
+    capsys.readouterr()
+    run(ip, code)
+    out = capsys.readouterr().out
+    return re.sub(r"In\[\d+\]", "In[_]", ANSI.sub("", out))
+
+
+def test_a_failing_tracked_cell_shows_the_traceback_the_untracked_cell_shows(shell, capsys):
+    run(shell, "def divide(v):\n    return 1 / v")
+    for body in ("x = 1\n\n1/0", "x = 0\ndivide(x)", "x = 1\n1/"):
+        tracked = _shown_traceback(shell, f"%%track -e shown --no-card --no-live\n{body}", capsys)
+        assert tracked == _shown_traceback(shell, body, capsys)
+        assert "nbtrack" not in tracked and "_begin_cell" not in tracked
+    shown = _shown_traceback(shell, "%%track -e shown --no-live\nx = 1\n\n1/0", capsys)
+    assert "Cell In[_], line 3" in shown and "----> 3 1/0" in shown
+
+
+def test_the_recorded_traceback_starts_at_the_users_code(shell, client):
+    run(shell, "def divide(v):\n    return 1 / v")
+    result = run(shell, "%%track -e tb --no-card\nx = 0\n\ndivide(x)")
+    assert isinstance(result.error_in_exec, ZeroDivisionError)
+    [r] = all_runs(client, "tb")
+    assert r.info.status == "FAILED"
+    text = artifact_text(client, r.info.run_id, "nbtrack/traceback.txt")
+    frames = re.findall(r"line (\d+), in (\S+)\n +(.*)", text)
+    assert frames == [("3", "<module>", "divide(x)"), ("2", "divide", "return 1 / v")], text
+    assert "IPython" not in text and "nbtrack" not in text and "_begin_cell" not in text
+    assert text.rstrip().endswith("ZeroDivisionError: division by zero")
+
+
+def test_a_tracked_cell_with_a_syntax_error_starts_no_run(shell, client):
+    result = run(shell, "%%track -e syntax --no-card\nx = 1\n1/")
+    assert isinstance(result.error_before_exec, SyntaxError)
+    assert result.error_before_exec.lineno == 2
+    assert run(shell, "y = 1").success
+    assert all_runs(client, "syntax") == []
 
 
 def test_top_level_await_works_in_a_tracked_cell(shell, client):
@@ -117,8 +160,15 @@ def test_transformer_leaves_other_cells_alone():
     lines = ["%%trackers = 1\n", "x = 2\n"]
     assert magic.transform(lines) == lines
     assert magic.transform(["x = 1\n"]) == ["x = 1\n"]
-    out = magic.transform(["%%track -e a\n", "x = 1\n"])
-    assert out[1:] == ["x = 1\n"] and "_begin_cell('-e a')" in out[0]
+    assert magic.transform(["%%track -e a\n", "x = 1\n"]) == ["x = 1\n"]
+    assert cell_code._pending.args == "-e a"  # for the call put in front of the parsed cell
+    cell_code.forget()
+
+
+def test_a_cell_transformed_but_not_run_tracks_no_later_cell(shell, client):
+    shell.transform_cell("%%track -e stale\nx = 1\n")  # as a tool inspecting the cell would
+    assert run(shell, "y = 1").success
+    assert all_runs(client, "stale") == []
 
 
 def test_parse_line_flags():

@@ -1,10 +1,10 @@
 """``%%track`` and ``%track_config``: parse the line, hand over to the tracker, show the card.
 
-``%%track`` is an input transformer, not a cell magic that runs code itself: it replaces the
-``%%track ...`` line with a call that starts the run, and IPython then runs the rest of the cell
-exactly as it runs any cell (namespace, display of the last expression, tracebacks, top-level
-``await``, another cell magic on the next line). The ``post_run_cell`` event ends the run with
-the cell's outcome. The replaced line keeps its place, so tracebacks keep the cell's line numbers.
+``%%track`` is an input transformer, not a cell magic that runs code itself: ``cell_code`` takes
+the ``%%track ...`` line off the cell and puts the call to ``_begin_cell``, which starts the run, in
+front of the cell's parsed code; IPython runs the cell as it runs any cell (namespace, display of
+the last expression, tracebacks, top-level ``await``, another cell magic on the next line). The
+``post_run_cell`` event ends the run with the cell's outcome.
 """
 
 from __future__ import annotations
@@ -21,40 +21,14 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbtrack import settings
 from nbtrack.errors import NbtrackError, StoreError, UserError, warn
+from nbtrack.frontends import cell_code
+from nbtrack.frontends.cell_code import PREFIX, is_track, transform
 from nbtrack.frontends.track_line import HELP, CellOptions, config_update, parse_line
 from nbtrack.logs import failures_logged
 from nbtrack.widgets.card import UntrackedCard, card_for
 
-PREFIX = "%%track"
 # Not nbtrack.log: importing that module would replace the facade's nbtrack.log function.
 _log = logging.getLogger(__name__)
-
-
-# -- the transformer ---------------------------------------------------------------------------
-
-
-def _is_track(line: str) -> bool:
-    return line.startswith(PREFIX) and (len(line) == len(PREFIX) or line[len(PREFIX)].isspace())
-
-
-def transform(lines: list[str]) -> list[str]:
-    """``%%track ARGS`` on the first line -> a call that starts the run, on the same line."""
-    if not lines or not _is_track(lines[0]):
-        return lines
-    args = lines[0][len(PREFIX) :].strip()
-    call = f"__import__('nbtrack.frontends.magic').frontends.magic._begin_cell({args!r})\n"
-    body = lines[1:]
-    if body and body[0].startswith("%%"):
-        # Another cell magic follows (%%time, %%capture...): let IPython build its call.
-        from IPython.core.inputtransformer2 import cell_magic as ipython_cell_magic
-
-        return [call, *ipython_cell_magic(body)]
-    return [call, *body]
-
-
-# Parsing and the begin call have effects (they start a run); IPython's completeness checks
-# must not run this transformer.
-transform.has_side_effects = True  # type: ignore[attr-defined]
 
 
 # -- per-shell state and events ----------------------------------------------------------------
@@ -74,9 +48,11 @@ _state = _State()
 
 def _pre_run_cell(info) -> None:
     _state.info = info
+    cell_code.forget(getattr(info, "raw_cell", None))
 
 
 def _post_run_cell(result) -> None:
+    cell_code.forget()  # a tracked cell that did not parse (SyntaxError) started no run
     runs, _state.runs = _state.runs, []
     if not runs:
         return
@@ -103,7 +79,8 @@ def _finish(run, status: str, error: BaseException | None) -> NbtrackError | Non
             _display_card(UntrackedCard(run.reason))
         return None
     try:
-        run.finish(status, error)
+        with cell_code.users_traceback(error):
+            run.finish(status, error)
     except Exception as e:
         warn(f"run {run.run_id} may be incomplete: {_reason(e)}")
         return None
@@ -177,7 +154,7 @@ def _reason(e: BaseException) -> str:
 
 
 def _begin_cell(args: str) -> None:
-    """Called from the first line of a tracked cell (see ``transform``)."""
+    """Called first in a tracked cell's code (``cell_code.BeginRun``)."""
     from nbtrack.tracking import tracker
 
     try:
@@ -220,6 +197,10 @@ def _begin_cell(args: str) -> None:
     _state.cells[id(run)] = cell
     if cell.live and settings.current().live:
         _state.live[run.run_id] = _attach_live(run)
+
+
+# The AST transformer that calls _begin_cell in front of a tracked cell's code.
+begin_run = cell_code.BeginRun(__name__, _begin_cell.__name__)
 
 
 def _attach_live(run):
@@ -291,7 +272,7 @@ def cell_source(shell, info=None):
         raw = hist[-1] if hist else ""
     earlier = hist[:-1] if hist and hist[-1] == raw else hist
     lines = raw.lstrip("\n").splitlines(keepends=True)
-    body = "".join(lines[1:]) if lines and _is_track(lines[0]) else raw
+    body = "".join(lines[1:]) if lines and is_track(lines[0]) else raw
     try:
         python = shell.transform_cell(body)
     except Exception:
@@ -374,6 +355,8 @@ def load(shell) -> None:
     cleanup = shell.input_transformers_cleanup
     if transform not in cleanup:
         cleanup.append(transform)
+    if begin_run not in shell.ast_transformers:
+        shell.ast_transformers.append(begin_run)
     for name, fn in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
         if fn not in shell.events.callbacks[name]:
             shell.events.register(name, fn)
@@ -384,6 +367,8 @@ def load(shell) -> None:
 def unload(shell) -> None:
     with contextlib.suppress(ValueError):
         shell.input_transformers_cleanup.remove(transform)
+    with contextlib.suppress(ValueError):
+        shell.ast_transformers.remove(begin_run)
     for name, fn in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
         with contextlib.suppress(ValueError):
             shell.events.unregister(name, fn)
