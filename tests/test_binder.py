@@ -239,6 +239,7 @@ def test_binder_environment_has_nbtrack_loaded_in_every_kernel(tmp_path):
     recorded = reported(output)
     # One finished run whose params are the cell's literal assignment and its seed, and the
     # cell's variables stayed in the kernel's namespace.
+    assert len(recorded["runs"]) == 1, kernel  # the cell's output says why, if not
     [[run_status, params]] = recorded["runs"]
     assert run_status == "FINISHED"
     assert params["lr"] == "0.25" and params["random_seed"] == "7"

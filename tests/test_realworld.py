@@ -264,3 +264,20 @@ def test_plain_ipython_records_history_and_says_so_once(store, client, tmp_path)
     assert runs[-1].data.tags["nbtrack.notebook"].startswith("none: a plain IPython shell")
     history = artifact_text(client, runs[-1].info.run_id, "nbtrack/history.py")
     assert "x = 1" in history and "y = 2" in history
+
+
+def test_a_long_command_line_does_not_stop_tracking(store, client, tmp_path):
+    """The launcher is a script given with ``python -c`` longer than a file name may be."""
+    nb = tmp_path / "long.ipynb"
+    cells = ["%load_ext nbtrack", "%%track -e long\nx = 1"]
+    new_cell = nbformat.v4.new_code_cell
+    nbformat.write(nbformat.v4.new_notebook(cells=[new_cell(c) for c in cells]), nb)
+    padding = "# " + "x" * 400 + "\n"
+    code = (
+        f"{padding}import nbformat\nfrom nbclient import NotebookClient\n"
+        f"nb = nbformat.read({str(nb)!r}, as_version=4)\n"
+        "NotebookClient(nb, kernel_name='python3').execute()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(store), check=True)
+    [run] = all_runs(client, "long")
+    assert run.data.tags["mlflow.source.name"] == str(nb)

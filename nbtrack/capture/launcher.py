@@ -125,16 +125,20 @@ def _named(launchers: Sequence[_Process], bases: Sequence[Path]) -> Iterator[lis
     for proc in launchers:
         found: list[Path] = []
         for arg in proc.cmdline[1:]:
-            if arg.startswith("-"):
+            # options, and code given with -c (which can be longer than a file name may be)
+            if arg.startswith("-") or "\n" in arg or len(arg) > 4096:
                 continue
             for base in bases:
-                p = base / arg
-                if arg.endswith(".ipynb") and p.is_file():
-                    found.append(p.resolve())
-                    break
-                if not arg.endswith(".ipynb") and p.is_dir() and arg not in (".", "..", "/"):
-                    found.extend(_walk(p.resolve(), depth=6))
-                    break
+                try:
+                    p = base / arg
+                    if arg.endswith(".ipynb") and p.is_file():
+                        found.append(p.resolve())
+                        break
+                    if not arg.endswith(".ipynb") and p.is_dir() and arg not in (".", "..", "/"):
+                        found.extend(_walk(p.resolve(), depth=6))
+                        break
+                except OSError:  # a name too long, a directory we may not read
+                    continue
         if found:
             yield list(dict.fromkeys(found))[:MAX_FILES]
 

@@ -9,8 +9,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbtrack import logs
 from nbtrack.capture import launcher
 from nbtrack.capture.redact import redact_text
+
+_log = logs.get(__name__)
 
 PLAIN_SHELL = "none: a plain IPython shell has no notebook (nbtrack/history.py holds its cells)"
 
@@ -62,7 +65,11 @@ def identify(
         return launcher.Found(None, PLAIN_SHELL)
     found = _found.get(os.getpid())
     if found is None:
-        found = launcher.find(history)
+        try:
+            found = launcher.find(history)
+        except Exception as e:  # finding the notebook must never stop the run being recorded
+            _log.debug("finding the notebook failed", exc_info=True)
+            found = launcher.Found(None, f"none: finding it failed ({type(e).__name__})")
         # The launcher does not change in a kernel's life, and a kernel whose cells no notebook
         # holds will not find one later (its history only grows): both are kept. A tie is not,
         # the cells still to come may tell the copies apart.
