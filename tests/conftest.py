@@ -71,3 +71,18 @@ def pytest_collection_modifyitems(config, items):
     for the rest of the session, and IPython's top-level await (tests/test_shell.py) cannot run
     on a loop that is already running."""
     items.sort(key=lambda item: "tests/browser/" in item.nodeid.replace("\\", "/"))
+
+
+@pytest.fixture
+def shell(store):
+    """An in-process IPython shell with nbtrack loaded (the anywidget way of testing a magic)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbtrack import settings
+
+    ip = InteractiveShell.instance()
+    ip.run_cell("%load_ext nbtrack", store_history=True)
+    yield ip
+    ip.run_cell("%unload_ext nbtrack")
+    settings.set_session_defaults({})
+    InteractiveShell.clear_instance()

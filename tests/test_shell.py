@@ -12,20 +12,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from support import all_runs, artifact_text
 
 import nbtrack
-from nbtrack import settings
 from nbtrack.frontends import cell_code, magic, track_line
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.fixture
-def shell(store):
-    ip = InteractiveShell.instance()
-    ip.run_cell("%load_ext nbtrack", store_history=True)
-    yield ip
-    ip.run_cell("%unload_ext nbtrack")
-    settings.set_session_defaults({})
-    InteractiveShell.clear_instance()
 
 
 def run(ip, code: str):

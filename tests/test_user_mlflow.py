@@ -8,21 +8,13 @@ from __future__ import annotations
 import os
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from support import all_runs
-
-from nbtrack import settings
 
 
 @pytest.fixture
-def shell(store):
-    ip = InteractiveShell.instance()
-    ip.run_cell("%load_ext nbtrack", store_history=True)
-    ip.run_cell("import mlflow", store_history=True)
-    yield ip
-    ip.run_cell("%unload_ext nbtrack")
-    settings.set_session_defaults({})
-    InteractiveShell.clear_instance()
+def shell(shell):
+    shell.run_cell("import mlflow", store_history=True)
+    return shell
 
 
 def run(ip, code: str):
