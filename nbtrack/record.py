@@ -109,6 +109,7 @@ ARTIFACT_GRID_SPEC = "nbtrack/grid/spec.json"
 ARTIFACT_GRID_POINTS = "nbtrack/grid/points.json"
 ARTIFACT_GRID_OUTPUT = "nbtrack/grid/output.ipynb"
 ARTIFACT_GRID_ERROR = "nbtrack/grid/error.json"
+ARTIFACT_METRIC_LOG = "nbtrack/metrics/points.parquet"
 
 CONTRACT: tuple[Field, ...] = (
     Field(TAG_SOURCE_NAME, "tag", "the notebook (or script) the run came from"),
@@ -212,6 +213,12 @@ CONTRACT: tuple[Field, ...] = (
     Field(ARTIFACT_GRID_POINTS, "artifact", "a grid's points"),
     Field(ARTIFACT_GRID_OUTPUT, "artifact", "a point's executed notebook"),
     Field(ARTIFACT_GRID_ERROR, "artifact", "a failed point's error"),
+    Field(
+        ARTIFACT_METRIC_LOG,
+        "artifact",
+        "every point logged with nbtrack.log (key, step, timestamp ms, value; Parquet, sorted "
+        "by key and step), stored when the run ends: what nbtrack's readers load",
+    ),
 )
 
 

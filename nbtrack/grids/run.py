@@ -144,6 +144,14 @@ def run(
     _close_left_running(plan, "its grid worker ended during the run")
     status = _end(plan, None, outcomes)
     bar.close()
+    failures = [o for o in outcomes.values() if o.status != "FINISHED"]
+    if failures and not o.progress:  # a script's grid would otherwise fail without a word
+        first = min(failures, key=lambda f: f.index)
+        warn(
+            f"grid {plan.grid_run_id}: {len(failures)} of {len(plan.points)} points did not "
+            f"finish (point {first.index}: {first.status} {first.error or ''}); "
+            "the GridResult's .df shows each"
+        )
     return load(plan.grid_run_id, metric=o.metric, mode=o.mode, status=status)
 
 
