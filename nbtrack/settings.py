@@ -12,7 +12,7 @@ User settings
   NBTRACK_LIVE           "0": no live learning curves
   NBTRACK_STATE_DIR      where the data-digest cache and the metric spool live
                          (default: $XDG_CACHE_HOME/nbtrack or ~/.cache/nbtrack)
-  NBTRACK_QUEUE_MAX      metric points buffered in memory before nbtrack.log blocks (default 200000)
+  NBTRACK_QUEUE_MAX      metric points waiting for the local log before nbtrack.log blocks (1000000)
   NBTRACK_WRITERS        writer processes heavy metric logging may start (default 2; 0: the
                          kernel's writer thread writes everything)
   NBTRACK_HTTP_TIMEOUT   seconds a request to a tracking server may take (default 10)
@@ -125,7 +125,7 @@ def current() -> Settings:
         card=_flag("NBTRACK_CARD", True),
         live=_flag("NBTRACK_LIVE", True),
         state_dir=_state_dir(),
-        queue_max=max(1000, _int("NBTRACK_QUEUE_MAX", 200_000)),
+        queue_max=max(1000, _int("NBTRACK_QUEUE_MAX", 1_000_000)),
         http_timeout=_int("NBTRACK_HTTP_TIMEOUT", 10),
         http_retries=_int("NBTRACK_HTTP_RETRIES", 1),
         runner_notebook=env.get("NBTRACK_RUNNER_NOTEBOOK") or None,

@@ -135,11 +135,18 @@ def _card(run) -> Any:
     from nbtrack import store
 
     data = store.get_run(run.run_id)
+    metrics = dict(data.metrics)
+    progress = run.catching_up
+    if progress is not None:  # MLflow's latest values lag: the kernel knows the last ones
+        from nbtrack.tracking import tracker
+
+        metrics.update({k: v for k, (_, v) in tracker.writer().latest(run.run_id).items()})
     return card_for(
         run,
         n_params=len(data.params),
-        metrics=dict(data.metrics),
+        metrics=metrics,
         server_url=store.server_url(run.uri),
+        catching_up=progress,
     )
 
 
@@ -391,6 +398,7 @@ def _warm_up():
             from nbtrack.tracking import tracker
 
             store.configure()
+            tracker.catch_up()
             tracker.close_orphans()
         # MLflow's run context imports GitPython on the first start_run (~70 ms): pay it here.
         with failures_logged(_log, "__import__('git')"):

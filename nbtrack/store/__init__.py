@@ -11,7 +11,8 @@ Modules: ``connection`` (where the store is, the client, errors), ``views`` (ent
 ``runs`` (experiments and runs: create, log, end, read), ``search`` (the one pager and tag filter),
 ``artifacts`` (read back), ``registry`` (registered models, versions, aliases), ``models``
 (logged models and flavour loading), ``user_runs`` (the user's ``mlflow.start_run()`` inside a
-tracked run joins it).
+tracked run joins it), ``metric_log`` (the durable local metric log's files; no MLflow),
+``metric_runs`` (what the log's sender asks of a store).
 
 The package resolves its names lazily (PEP 562): ``from nbtrack import store`` costs nothing until
 a function is used, so the magic's ``%load_ext`` can ask whether the user pinned MLflow's store
@@ -45,6 +46,7 @@ _HOMES = {
         "set_legacy_stage set_version_tags set_model_tag"
     ),
     "models": "logged_models_of_run model_flavors native_flavor load_model",
+    "metric_runs": "RunGone send_points store_log run_status close_run",
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names.split()}
 

@@ -43,6 +43,13 @@ COLUMNS = ("key", "step", "timestamp", "value")
 RUN_FILE, END_FILE, OWNER_LOCK, SENT_DIR = "run.json", "end.json", "owner.lock", "sent"
 
 
+def prepare() -> None:
+    """Import pyarrow now, in the caller's thread (a run's start): the log thread importing it
+    while the user's thread imports pandas or MLflow could deadlock Python's module locks, and
+    the first ``nbtrack.log`` call must not pay the import."""
+    import pyarrow.ipc  # noqa: F401
+
+
 def schema() -> Any:
     import pyarrow as pa
 
@@ -75,7 +82,9 @@ def run_dirs(state_dir: Path) -> list[Path]:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    # 0600: run.json names the store, credentials included when the URI carries them.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

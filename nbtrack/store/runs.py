@@ -176,16 +176,22 @@ def log_metric_points(
             c.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], synchronous=True)
 
 
-def end_run(run_id: str, status: str) -> None:
-    """Give the run its terminal status; runs the user left open inside it end with it."""
+def end_run(run_id: str, status: str, defer: bool = False) -> None:
+    """Give the run its terminal status; runs the user left open inside it end with it.
+
+    ``defer``: the run stays RUNNING (its metrics are still on their way; the metric log's
+    sender ends it with ``status`` once MLflow holds them): it only stops being this process's
+    active run. MLflow's public way to pop it is ``end_run`` itself, with status RUNNING.
+    """
     user_runs.closed(run_id)
     with translated("end the run"):
         while (active := mlflow.active_run()) is not None:
             current = active.info.run_id
-            user_runs.original_end_run(status)
+            user_runs.original_end_run("RUNNING" if defer and current == run_id else status)
             if current == run_id:
                 return
-        client().set_terminated(run_id, status)
+        if not defer:
+            client().set_terminated(run_id, status)
 
 
 def get_run(run_id: str) -> RunView:

@@ -11,7 +11,8 @@ import socket
 import threading
 
 from nbtrack import record as R
-from nbtrack import store
+from nbtrack import settings, store
+from nbtrack.store import metric_log
 
 
 def alive(pid: int, started: str) -> bool:
@@ -40,7 +41,13 @@ def close_orphans(own: set[str]) -> list[str]:
 def _close_orphans(own: set[str]) -> list[str]:
     host = socket.gethostname()
     closed = []
+    # A run with a metric log on this machine is ended by whoever sends its last point (with
+    # the status its cell ended with, or KILLED): not here, where its points may still be on
+    # their way.
+    logged = {d.name for d in metric_log.run_dirs(settings.current().state_dir)}
     for run in store.running_runs(host):
+        if run.run_id in logged:
+            continue
         tags = run.tags
         try:
             pid = int(tags.get(R.TAG_PID, ""))

@@ -7,6 +7,7 @@ follows the run-record contract of DESIGN.md. It knows nothing of IPython.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import threading
@@ -23,6 +24,7 @@ from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
 from nbtrack.logs import failures_logged
+from nbtrack.store import metric_log
 from nbtrack.tracking import names, orphans, snapshot
 from nbtrack.tracking import params as cellparams
 from nbtrack.tracking.metrics.points import check_key, check_value
@@ -76,17 +78,39 @@ def writer() -> MetricWriter:
         if _writer is None:
             s = settings.current()
             _writer = MetricWriter(
-                persist=_persist_points,
-                maxsize=s.queue_max,
-                spool_dir=s.state_dir / "spool",
-                notify=warn,
-                processes=s.writers,
+                state_dir=s.state_dir, notify=warn, maxsize=s.queue_max, processes=s.writers
             )
+            _writer.before_close.append(end_open_runs)
         return _writer
 
 
-def _persist_points(uri: str, run_id: str, points: list) -> None:
-    store.log_metric_points(run_id, points, uri=uri)
+def end_open_runs() -> None:
+    """The process is ending inside a tracked run (a kernel shut down mid-cell, a script's
+    exit outside its ``with`` block): end them KILLED, keeping what they logged. Before
+    MLflow's own atexit handler, which would end the active run FINISHED, points missing."""
+    for run in reversed(list(_stack)):
+        if isinstance(run, TrackedRun) and run.status == "RUNNING":
+            with failures_logged(_log, "ending a run at exit"):
+                store.log_params_tags(
+                    run.run_id, tags={R.TAG_KILLED_REASON: "its process ended during the run"}
+                )
+                run.finish("KILLED")
+
+
+_caught_up = False
+_exit_hooked = False
+
+
+def catch_up() -> list[str]:
+    """Send, in the background, the metric logs that ended processes left on this machine
+    (called when nbtrack loads); returns the runs taken over."""
+    global _caught_up
+    _caught_up = True
+    try:
+        return writer().adopt_orphans()
+    except Exception:
+        _log.warning("nbtrack could not look for unsent metric logs", exc_info=True)
+        return []
 
 
 def active() -> TrackedRun | NullRun | None:
@@ -176,8 +200,8 @@ class TrackedRun:
             return
         self.ended = time.time()
         seeds.clear_pending()
+        in_mlflow = True
         try:
-            writer().flush()
             versions = environment.library_versions().items()
             late = {**self.deferred}
             late.update({k: v for k, v in versions if k not in self.params and k not in late})
@@ -196,7 +220,18 @@ class TrackedRun:
             self.status, _last = status, self
             if self in _stack:
                 _stack.remove(self)
-            store.end_run(self.run_id, status)
+            try:
+                # The cell ends when its code ends: MLflow gets about a second to hold every
+                # point; else the run stays RUNNING and is ended, with this status and end
+                # time, once its last point is in (tracking/metrics/sender.py).
+                in_mlflow = writer().end(self.run_id, status, int(self.ended * 1000))
+            finally:
+                store.end_run(self.run_id, status, defer=not in_mlflow)
+
+    @property
+    def catching_up(self) -> tuple[int, int] | None:
+        """(points in MLflow, points logged) while MLflow is still catching up; else None."""
+        return writer().progress(self.run_id) if _writer is not None else None
 
 
 class NullRun:
@@ -253,6 +288,13 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     that fails raises StoreError: the adapter decides whether the work goes on untracked.
     """
     s = settings.current()
+    global _caught_up, _exit_hooked
+    if not _caught_up:  # once a process: what ended processes left unsent goes out
+        catch_up()
+    if not _exit_hooked:  # registered after MLflow's (imported by now), so it runs before it
+        _exit_hooked = True
+        atexit.register(end_open_runs)
+        metric_log.prepare()
     inputs = datacap.fingerprint(spec.data, base_dir=src.base_dir) if spec.data else []
     parent = s.runner_parent
     active_id = store.active_run_id()

@@ -27,6 +27,7 @@ class RunCard:
     metrics: dict[str, float] = field(default_factory=dict)
     url: str | None = None
     model: str | None = None  # "digits version 3" when --register made a version
+    catching_up: tuple[int, int] | None = None  # (points in MLflow, logged) while it catches up
 
     def _metric_items(self) -> list[tuple[str, str]]:
         items = sorted(self.metrics.items())[:MAX_METRICS]
@@ -41,6 +42,8 @@ class RunCard:
         parts += [f"{k}={v}" for k, v in self._metric_items()]
         if self.model:
             parts.append(f"registered as {self.model}")
+        if self.catching_up:
+            parts.append(_catching_up(self.catching_up))
         return " · ".join(parts)
 
     def _repr_html_(self) -> str:
@@ -63,6 +66,7 @@ class RunCard:
             f"<b style='color:{colour}'>{e(self.status)}</b> in {e(_duration(self.duration))} · "
             f"{self.n_params} params{link}"
             + (f" · registered as <b>{e(self.model)}</b>" if self.model else "")
+            + (f" · {e(_catching_up(self.catching_up))}" if self.catching_up else "")
             + (f"<br>{metrics}" if metrics else "")
             + "</div>"
         )
@@ -86,6 +90,11 @@ class UntrackedCard:
         )
 
 
+def _catching_up(progress: tuple[int, int]) -> str:
+    sent, logged = progress
+    return f"metrics: {sent:,} of {logged:,} in MLflow, catching up"
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.2f} s"
@@ -97,10 +106,16 @@ def _duration(seconds: float) -> str:
 
 
 def card_for(
-    run: Any, *, n_params: int, metrics: Mapping[str, float], server_url: str | None
+    run: Any,
+    *,
+    n_params: int,
+    metrics: Mapping[str, float],
+    server_url: str | None,
+    catching_up: tuple[int, int] | None = None,
 ) -> RunCard:
     """The card of a finished TrackedRun. ``n_params`` and ``metrics`` are what the store holds
-    (plain mlflow.log_metric calls included); ``server_url`` the MLflow UI's, if any."""
+    (plain mlflow.log_metric calls included); ``server_url`` the MLflow UI's, if any;
+    ``catching_up`` (points in MLflow, points logged) while MLflow catches up."""
     url = server_url
     if url:
         url = f"{url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
@@ -114,6 +129,7 @@ def card_for(
         metrics=dict(metrics),
         url=url,
         model=_registered(run),
+        catching_up=catching_up,
     )
 
 

@@ -1,8 +1,9 @@
-"""Writer processes: MLflow's ORM work moved out of the kernel, fed chunks over a pipe.
+"""Writer processes: MLflow's ORM work moved out of the kernel, fed ranges of the log over a pipe.
 
-``WriterProcesses`` is a MetricWriter's pool: it starts them when the dispatcher thread is too busy
-(see writer.py for the measurements behind that), hands each up to WINDOW chunks, puts back what
-a dead one had not acknowledged, and lets idle ones go. ``worker_main`` runs in the process.
+``WriterProcesses`` is a Sender's pool: it starts them when the sender thread is too busy (see
+writer.py for the measurements behind that), hands each up to WINDOW ranges (a log file's path
+and rows: the points themselves never cross the pipe), puts back what a dead one had not
+acknowledged, and lets idle ones go. ``worker_main`` runs in the process.
 """
 
 from __future__ import annotations
@@ -21,26 +22,23 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from nbtrack.logs import failures_logged
-from nbtrack.tracking.metrics.points import CHUNK, Point
-from nbtrack.tracking.metrics.spool import persist_chunk
-
-try:
-    import fcntl
-except ImportError:  # Windows: spool appends are not locked against a concurrent replay
-    fcntl = None  # type: ignore[assignment]
-
+from nbtrack.tracking.metrics.points import CHUNK
+from nbtrack.tracking.metrics.ranges import Range, send_range
 
 # -- the pipe between the kernel and a writer process --------------------------------------------
 
 if TYPE_CHECKING:
-    from nbtrack.tracking.metrics.writer import MetricWriter
+    from nbtrack.tracking.metrics.sender import Sender
 
 _log = logging.getLogger(__name__)
 
-WINDOW = 2  # chunks a writer process holds: one being written, one ready to go
+WINDOW = 2  # ranges a writer process holds: one being written, one ready to go
 IDLE_EXIT = 120.0  # writer processes exit after this long without work
-BACKLOG = 5 * CHUNK  # a queue this long after a write means the thread cannot keep up
-NICE = 10  # scheduling priority of writer processes, below the kernel's
+BACKLOG = 5 * CHUNK  # points this many waiting after a write mean the thread cannot keep up
+# Writer processes used to run at nice 10; on a busy machine that starved them (0.8-1.5k
+# points/s against 13-25k quiet). The training loop no longer waits for them (it writes to the
+# local log), so they run at the kernel's priority and MLflow catches up sooner.
+NICE = 0
 
 
 def send(f: IO[bytes], obj: object) -> None:
@@ -61,13 +59,13 @@ def recv(f: IO[bytes]) -> Any:
 class WriterProcess:
     """A writer process and the kernel-side thread that reads its acknowledgements."""
 
-    def __init__(self, writer: MetricWriter):
+    def __init__(self, writer: Sender):
         self.writer = writer
-        self.inflight: dict[int, list[Point]] = {}
+        self.inflight: dict[int, Range] = {}
         self.ready = False
         self.alive = True
         self.closing = False
-        self.last_sent = 0  # seq of the last chunk written to the pipe (it survives the kernel)
+        self.last_sent = 0  # seq of the last range written to the pipe (it survives the kernel)
         self.proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
@@ -82,7 +80,7 @@ class WriterProcess:
         )
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", code, str(self.writer._spool_dir), str(NICE)],
+                [sys.executable, "-c", code, str(NICE)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 # Its own session: a kernel interrupt (SIGINT to the process group) or a kill
@@ -93,11 +91,11 @@ class WriterProcess:
             pass  # the reader below reports it gone, and the thread goes on writing
         threading.Thread(target=self._read, name="nbtrack-writer-ack", daemon=True).start()
 
-    def send(self, seq: int, uris: dict[str, str], chunk: list[Point]) -> bool:
+    def send(self, seq: int, job: Range) -> bool:
         try:
             with self._lock:
                 assert self.proc is not None and self.proc.stdin is not None
-                send(self.proc.stdin, (seq, uris, chunk))
+                send(self.proc.stdin, (seq, job.wire()))
                 self.last_sent = seq
             return True
         except (OSError, ValueError):
@@ -122,11 +120,11 @@ class WriterProcess:
                         w._cond.notify_all()
                     w._wake.set()
                 elif msg[0] == "done":
-                    _, seq, spooled_runs, error = msg
+                    _, seq, error, kind = msg
                     with w._cond:
-                        chunk = self.inflight.pop(seq, None)
-                    if chunk is not None:
-                        w._finish(chunk, (spooled_runs, error))
+                        job = self.inflight.pop(seq, None)
+                    if job is not None:
+                        w._finish(job, error, kind)
         except (OSError, ValueError, EOFError):
             pass
         finally:
@@ -137,14 +135,14 @@ class WriterProcess:
 
 
 class WriterProcesses:
-    """A MetricWriter's writer processes: started when its thread is too busy, each fed up to
-    WINDOW chunks; what a dead one had not acknowledged goes back to the writer's queue.
+    """A Sender's writer processes: started when its thread is too busy, each fed up to
+    WINDOW ranges; what a dead one had not acknowledged goes back to the sender's queue.
 
-    Shares the writer's condition (``writer._cond``): the in-flight bookkeeping and the writer's
+    Shares the sender's condition (``writer._cond``): the in-flight bookkeeping and the sender's
     pending count change together.
     """
 
-    def __init__(self, writer: MetricWriter, limit: int, spawn_busy: float):
+    def __init__(self, writer: Sender, limit: int, spawn_busy: float):
         self.writer = writer
         self.limit = limit  # most processes to start (0: the thread writes everything)
         self.spawn_busy = spawn_busy  # share of its time the thread may write before they start
@@ -160,10 +158,10 @@ class WriterProcesses:
     def ready(self) -> int:
         return sum(1 for w in self.workers if w.ready and w.alive)
 
-    def take(self, chunk: list[Point]) -> tuple[WriterProcess, int] | None:
+    def take(self, chunk: Range) -> tuple[WriterProcess, int] | None:
         """A ready writer process with room in its window (waiting for one if all are busy),
-        with the chunk registered as in flight there; None when none is ready, and the thread
-        writes the chunk itself."""
+        with the range registered as in flight there; None when none is ready, and the thread
+        sends the range itself."""
         cond = self.writer._cond
         with cond:
             while True:
@@ -205,7 +203,7 @@ class WriterProcesses:
             worker.alive = False
             if worker in self.workers:
                 self.workers.remove(worker)
-            # Chunks it had not acknowledged go back to the front of the queue; any it did write
+            # Ranges it had not acknowledged go back to the front of the queue; any it did write
             # are ignored by MLflow as exact duplicates.
             for seq in sorted(worker.inflight, reverse=True):
                 w._requeue(worker.inflight.pop(seq))
@@ -238,12 +236,13 @@ class WriterProcesses:
 
 
 def worker_main() -> None:
-    """A writer process: read chunks from stdin, persist (or spool) each, acknowledge on stdout.
+    """A writer process: read ranges from stdin, send each to its store, acknowledge on stdout.
 
-    On EOF (the kernel closed the pipe, or died) it finishes the chunks it already received,
-    then exits.
+    On EOF (the kernel closed the pipe, or died) it finishes the ranges it already received,
+    then exits; what it could not acknowledge is sent again by whoever catches the log up
+    (MLflow keeps one copy).
     """
-    spool_dir, nice = Path(sys.argv[1]), int(sys.argv[2])
+    nice = int(sys.argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The protocol gets private copies of stdin/stdout; a library printing to stdout then goes to
     # stderr instead of corrupting the acknowledgements.
@@ -256,24 +255,13 @@ def worker_main() -> None:
     from nbtrack import store
 
     store.quiet_mlflow()
-    if hasattr(os, "nice"):
-        # Background work: where cores are short, the training loop comes first (and blocks,
-        # through back-pressure, only if the writers fall too far behind). Lowered after the
-        # imports, so that a busy machine does not starve the start-up.
+    if nice and hasattr(os, "nice"):
         os.nice(nice)
-        # Linux shares CPU between sessions first (autogroups), and this process leads a
-        # session of its own: lower the session's weight too, or the nice above counts for
-        # nothing against the kernel.
-        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as f:
-            f.write(str(nice))
-
-    def persist(uri: str, run_id: str, points: list) -> None:
-        store.log_metric_points(run_id, points, uri=uri)
 
     inbox: queue.SimpleQueue = queue.SimpleQueue()
 
     def read() -> None:
-        # Read ahead, so the kernel's next chunk is never stuck in a full pipe while we write.
+        # Read ahead, so the kernel's next range is never stuck in a full pipe while we write.
         try:
             while (msg := recv(proto_in)) is not None:
                 inbox.put(msg)
@@ -285,10 +273,10 @@ def worker_main() -> None:
     with contextlib.suppress(OSError):
         send(proto_out, ("ready", os.getpid()))
     while (msg := inbox.get()) is not None:
-        seq, uris, chunk = msg
-        spooled, error = persist_chunk(persist, spool_dir, uris, chunk)
+        seq, wire = msg
+        error, kind = send_range(Range.from_wire(wire))
         if acking:
             try:
-                send(proto_out, ("done", seq, spooled, error))
+                send(proto_out, ("done", seq, error, kind))
             except OSError:
                 acking = False  # the kernel is gone: keep writing what we received

@@ -1,0 +1,302 @@
+"""Nothing lost on a busy machine (issue 13): real kernels, real stores, CPU hogs beside them.
+
+Each test logs a lot through ``nbtrack.log``, ends the way users end things (papermill, an
+exception, ``exit()``, Jupyter's shutdown, SIGTERM, SIGKILL), then polls the store: a run may be
+RUNNING while MLflow catches up, and whenever it is not, MLflow must hold every point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from support import all_runs
+
+N = 200_000
+
+
+def wait_for_end(client, run_id: str, n: int, key: str = "loss", timeout: float = 600) -> str:
+    """Poll until the run leaves RUNNING; then MLflow must hold all ``n`` points (never a
+    terminal status with points missing). Returns the status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = client.get_run(run_id)
+        if run.info.status != "RUNNING":
+            got = len(client.get_metric_history(run_id, key))
+            assert got == n, f"{run.info.status} with {got} of {n} points"
+            return run.info.status
+        time.sleep(0.25)
+    got = len(client.get_metric_history(run_id, key))
+    pytest.fail(f"run {run_id} still RUNNING with {got} of {n} points")
+
+
+def steps_once(client, run_id: str, n: int, key: str = "loss") -> None:
+    history = client.get_metric_history(run_id, key)
+    assert sorted(m.step for m in history) == list(range(n))  # each point once
+
+
+@contextlib.contextmanager
+def cpu_hogs(n: int = 2):
+    """Busy loops beside the test, as on a CI machine or a laptop training something else."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        for _ in range(n)
+    ]
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+LOOP = f"for i in range({N}):\n    nbtrack.log(step=i, loss=1.0 / (i + 1))\n"
+
+
+def notebook(path: Path, cells: list[str]) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+def test_papermill_with_cpu_hogs_keeps_every_point_and_finishes(store, client, tmp_path):
+    import papermill
+
+    nb = notebook(
+        tmp_path / "train.ipynb",
+        ["%load_ext nbtrack", "%%track --experiment busy\nimport nbtrack\n" + LOOP],
+    )
+    with cpu_hogs(2):
+        papermill.execute_notebook(
+            str(nb), str(tmp_path / "out.ipynb"), kernel_name="python3", progress_bar=False
+        )
+        [run] = all_runs(client, "busy")
+        assert wait_for_end(client, run.info.run_id, N) == "FINISHED"
+    steps_once(client, run.info.run_id, N)
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    text = json.dumps(out.cells[1].outputs)
+    assert "still on their way" not in text and "Traceback" not in text
+
+
+def test_a_cell_that_raises_keeps_every_point_and_ends_failed(store, client, tmp_path):
+    import papermill
+
+    nb = notebook(
+        tmp_path / "fails.ipynb",
+        [
+            "%load_ext nbtrack",
+            "%%track --experiment fails\nimport nbtrack\n" + LOOP + "raise ValueError('boom')",
+        ],
+    )
+    with pytest.raises(papermill.PapermillExecutionError, match="boom"):
+        papermill.execute_notebook(
+            str(nb), str(tmp_path / "out.ipynb"), kernel_name="python3", progress_bar=False
+        )
+    [run] = all_runs(client, "fails")
+    assert wait_for_end(client, run.info.run_id, N) == "FAILED"
+    text = json.dumps(nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[1].outputs)
+    assert "still on their way" not in text
+
+
+@pytest.mark.parametrize("how", ["shutdown", "sigterm", "exit"])
+def test_a_kernel_ended_after_its_cell_loses_nothing(store, client, tmp_path, how):
+    """Jupyter's shutdown (a request, then SIGTERM if the kernel lingers), a bare SIGTERM,
+    and ``exit()`` in the next cell, right after a cell that logged 200,000 points."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), env={**os.environ})
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=120)
+        reply = kc.execute_interactive(
+            "%load_ext nbtrack", timeout=120, output_hook=lambda msg: None
+        )
+        assert reply["content"]["status"] == "ok"
+        cell = "%%track --experiment shut\nimport nbtrack\n" + LOOP
+        reply = kc.execute_interactive(cell, timeout=600, output_hook=lambda msg: None)
+        assert reply["content"]["status"] == "ok"
+        if how == "shutdown":
+            km.shutdown_kernel(now=False)
+        elif how == "sigterm":
+            os.kill(km.provisioner.process.pid, signal.SIGTERM)
+            km.provisioner.process.wait(timeout=120)
+        else:
+            kc.execute("exit()")
+            km.provisioner.process.wait(timeout=120)
+    finally:
+        kc.stop_channels()
+        if km.is_alive():
+            km.shutdown_kernel(now=True)
+    [run] = all_runs(client, "shut")
+    assert wait_for_end(client, run.info.run_id, N) == "FINISHED"
+    steps_once(client, run.info.run_id, N)
+
+
+def test_a_script_block_ends_at_once_and_its_run_finishes_when_mlflow_has_everything(
+    store, client, tmp_path
+):
+    script = tmp_path / "train.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import time, nbtrack
+            with nbtrack.run(experiment="script") as run:
+                for i in range({N}):
+                    nbtrack.log(step=i, loss=1.0 / (i + 1))
+            print(run.run_id, run.catching_up is not None, flush=True)
+            """
+        )
+    )
+    with cpu_hogs(2):
+        out = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=600
+        )
+        assert out.returncode == 0, out.stderr
+        run_id, _catching_up = out.stdout.split()
+        assert wait_for_end(client, run_id, N) == "FINISHED"
+    steps_once(client, run_id, N)
+    run = client.get_run(run_id)
+    # the run's end is the block's end, not when MLflow caught up
+    assert (
+        run.info.end_time
+        <= max(m.timestamp for m in client.get_metric_history(run_id, "loss")) + 60_000
+    )
+    assert "nbtrack/metrics/points.parquet" in [
+        a.path for a in client.list_artifacts(run_id, "nbtrack/metrics")
+    ]
+    assert "still on their way" not in out.stderr
+
+
+def test_eight_processes_logging_at_once_keep_every_point(store, client, tmp_path):
+    script = tmp_path / "one.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys, nbtrack
+            with nbtrack.run(experiment="eight") as run:
+                for i in range(20_000):
+                    nbtrack.log(step=i, loss=float(i))
+            print(run.run_id)
+            """
+        )
+    )
+    procs = [
+        subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+        for _ in range(8)
+    ]
+    ids = []
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0
+        ids.append(out.split()[-1])
+    for run_id in ids:
+        assert wait_for_end(client, run_id, 20_000) == "FINISHED"
+
+
+# -- the log survives its own failures --------------------------------------------------------
+
+
+def _log_points(run_id: str, uri: str, n: int, state: Path) -> Path:
+    """A run's log as a process that died before sending it leaves it."""
+    from nbtrack.store import metric_log
+
+    d = metric_log.open_run(state, run_id, uri)
+    for k in range(0, n, 1000):
+        steps = list(range(k, min(n, k + 1000)))
+        metric_log.write_points(
+            d,
+            ["loss"] * len(steps),
+            steps,
+            [1_700_000_000_000 + s for s in steps],
+            [float(s) for s in steps],
+            metric_log.file_name(k),
+        )
+    return d
+
+
+def _cli_flush(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nbtrack.frontends.cli", "flush", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_a_corrupt_file_is_set_aside_and_the_rest_is_sent(store, client, tmp_path):
+    run_id = client.create_run(client.create_experiment("corrupt")).info.run_id
+    d = _log_points(run_id, store, 5000, tmp_path / "state")
+    bad = sorted(d.glob("*.arrow"))[2]
+    bad.write_bytes(bad.read_bytes()[:100])  # a torn file (a disk error)
+    out = _cli_flush()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "set aside" in out.stdout and bad.name in out.stdout
+    assert client.get_run(run_id).info.status == "KILLED"
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "loss"))
+    assert steps == [s for s in range(5000) if not 2000 <= s < 3000]
+
+
+def test_a_deleted_run_is_set_aside_and_other_runs_are_sent(store, client, tmp_path):
+    exp = client.create_experiment("deleted")
+    gone = client.create_run(exp).info.run_id
+    kept = client.create_run(exp).info.run_id
+    _log_points(gone, store, 1500, tmp_path / "state")
+    _log_points(kept, store, 1500, tmp_path / "state")
+    client.delete_run(gone)
+    out = _cli_flush()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert gone in out.stdout and "set aside" in out.stdout
+    assert len(client.get_metric_history(kept, "loss")) == 1500
+    assert (tmp_path / "state" / "metrics-set-aside" / gone).is_dir()
+
+
+def test_a_log_for_a_dead_server_does_not_hold_up_tracked_work(store, client, tmp_path):
+    """A record for a server that no longer answers costs the next tracked runs nothing: they
+    end, their points are in, and the dead one stays kept for later."""
+    exp = client.create_experiment("dead")
+    stuck = client.create_run(exp).info.run_id
+    dead = "http://127.0.0.1:9"  # discard port: nothing answers
+    _log_points(stuck, dead, 1000, tmp_path / "state")
+    script = tmp_path / "work.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import nbtrack
+            for k in range(3):
+                with nbtrack.run(experiment="alive") as run:
+                    for i in range(100):
+                        nbtrack.log(step=i, loss=float(i))
+            """
+        )
+    )
+    env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    runs = all_runs(client, "alive")
+    assert len(runs) == 3
+    for r in runs:
+        assert wait_for_end(client, r.info.run_id, 100) == "FINISHED"
+    # the dead server's log is still kept; re-pointed at the live store, it goes out
+    assert (tmp_path / "state" / "metrics" / stuck).is_dir()
+    out = _cli_flush("--to", store, "--from", dead)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert len(client.get_metric_history(stuck, "loss")) == 1000
