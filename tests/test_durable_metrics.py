@@ -21,7 +21,7 @@ import nbformat
 import pytest
 from support import all_runs
 
-N = 200_000
+N = 100_000  # several seconds of MLflow work: well past the second a cell waits
 
 
 def wait_for_end(client, run_id: str, n: int, key: str = "loss", timeout: float = 600) -> str:
@@ -300,3 +300,61 @@ def test_a_log_for_a_dead_server_does_not_hold_up_tracked_work(store, client, tm
     out = _cli_flush("--to", store, "--from", dead)
     assert out.returncode == 0, out.stdout + out.stderr
     assert len(client.get_metric_history(stuck, "loss")) == 1000
+
+
+def test_a_second_interrupt_while_the_run_ends_is_quiet(store, client, tmp_path):
+    """Ctrl-C in the loop, and again while nbtrack ends the run: no traceback from IPython's
+    callback, the run KILLED with every point it logged, nothing spilled into the next run."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), env={**os.environ})
+    kc = km.client()
+    kc.start_channels()
+    outputs: list[str] = []
+
+    def hook(msg):
+        content = msg.get("content", {})
+        outputs.append(json.dumps(content))
+        # the loop is running and logging: interrupt it, then again as the run ends
+        if "marker-started" in content.get("text", ""):
+            km.interrupt_kernel()
+            km.interrupt_kernel()
+
+    try:
+        kc.wait_for_ready(timeout=120)
+        kc.execute_interactive("%load_ext nbtrack", timeout=120, output_hook=lambda m: None)
+        cell = (
+            "%%track --experiment ctrlc\nimport nbtrack, sys\n"
+            "for i in range(10**9):\n"
+            "    nbtrack.log(step=i, loss=float(i))\n"
+            "    if i == 100_000:\n"
+            "        print('marker-started', flush=True)\n"
+        )
+        reply = kc.execute_interactive(cell, timeout=600, output_hook=hook)
+        assert reply["content"]["status"] == "error"
+        assert reply["content"]["ename"] == "KeyboardInterrupt"
+        after = (
+            "%%track --experiment after\nimport nbtrack\n"
+            "for i in range(10):\n    nbtrack.log(step=i, loss=float(i))\n"
+        )
+        reply = kc.execute_interactive(after, timeout=600, output_hook=hook)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    text = "\n".join(outputs)
+    assert "Error in callback" not in text
+    [run] = all_runs(client, "ctrlc")
+    logged = client.get_metric_history(run.info.run_id, "loss")
+    status = run.info.status
+    deadline = time.monotonic() + 600
+    while status == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.25)
+        status = client.get_run(run.info.run_id).info.status
+    assert status == "KILLED"
+    logged = client.get_metric_history(run.info.run_id, "loss")
+    assert sorted(m.step for m in logged) == list(range(len(logged)))
+    assert len(logged) > 100_000
+    [later] = all_runs(client, "after")
+    assert wait_for_end(client, later.info.run_id, 10) == "FINISHED"

@@ -5,9 +5,7 @@ running counts and the best value so far; and Ctrl-C deferred while a point's ou
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,16 +80,3 @@ class Progress:
             self._show()
             self.bar.close()
             self.bar = None
-
-
-@contextlib.contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """While a stopped grid cleans up, a second Ctrl-C must not leave it half-closed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: None)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

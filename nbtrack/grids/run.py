@@ -42,7 +42,7 @@ from nbtrack.grids import executors
 from nbtrack.grids import spec as sweep
 from nbtrack.grids.options import GridOptions
 from nbtrack.grids.point import TAG_ATTEMPT, TAG_GRID, PointOutcome, PointTask
-from nbtrack.grids.progress import Progress, sigint_deferred
+from nbtrack.grids.progress import Progress
 from nbtrack.grids.result import GridResult, load, point_records
 from nbtrack.logs import failures_logged
 from nbtrack.record import ARTIFACT_GRID_POINTS as POINTS
@@ -50,6 +50,7 @@ from nbtrack.record import ARTIFACT_GRID_SPEC as SPEC
 from nbtrack.record import TAG_GRID_NOTEBOOK as TAG_NOTEBOOK
 from nbtrack.record import TAG_GRID_POINTS as TAG_POINTS  # on the parent: marks a grid
 from nbtrack.tracking import orphans, snapshot
+from nbtrack.tracking.interrupts import sigint_deferred
 
 _log = logs.get(__name__)
 

@@ -25,7 +25,7 @@ from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
 from nbtrack.logs import failures_logged
 from nbtrack.store import metric_log
-from nbtrack.tracking import names, orphans, snapshot
+from nbtrack.tracking import interrupts, names, orphans, snapshot
 from nbtrack.tracking import params as cellparams
 from nbtrack.tracking.metrics.points import check_key, check_value
 from nbtrack.tracking.metrics.writer import MetricWriter
@@ -195,9 +195,14 @@ class TrackedRun:
         return {k: late[k] for k in late if k in logged and logged[k] != late[k]}
 
     def finish(self, status: str = "FINISHED", error: BaseException | None = None) -> None:
-        """Persist what is queued, record late facts and the outcome, and end the run."""
+        """Persist what is queued, record late facts and the outcome, and end the run (a
+        second Ctrl-C meanwhile is ignored: the run would be left half-ended)."""
         if self.status != "RUNNING":
             return
+        with interrupts.sigint_deferred():
+            self._finish(status, error)
+
+    def _finish(self, status: str, error: BaseException | None) -> None:
         self.ended = time.time()
         seeds.clear_pending()
         in_mlflow = True
