@@ -89,8 +89,8 @@ def read(
     wanted = None if keys is None else sorted(set(keys))
     if wanted == []:
         return RunPoints(run_id, MLFLOW, {}, tuple(sorted(set(mlflow_keys))))
-    source, table = _log_table(run_id, status, wanted)
-    logged = split(table) if table is not None else {}
+    source, table = _log_table(run_id, status)
+    logged = split(table, wanted) if table is not None else {}
     return RunPoints(run_id, source, logged, tuple(sorted(set(mlflow_keys))))
 
 
@@ -109,7 +109,7 @@ def histories(run_id: str, keys: Iterable[str] | None = None) -> dict[str, Histo
 # -- the log's copies ---------------------------------------------------------------------------
 
 
-def _log_table(run_id: str, status: str, keys: list[str] | None) -> tuple[str, Any]:
+def _log_table(run_id: str, status: str) -> tuple[str, Any]:
     """(source, pyarrow Table or None) of a run's log points."""
     from nbtrack.store import metric_log
 
@@ -124,28 +124,26 @@ def _log_table(run_id: str, status: str, keys: list[str] | None) -> tuple[str, A
         # The writer deletes the folder once the run's artifact is stored: files that vanished
         # while they were read would make a partial picture, so read the artifact instead.
         if folder.is_dir():
-            return (LOCAL, _only(table, keys)) if table is not None else (MLFLOW, None)
+            return (LOCAL, table) if table is not None else (MLFLOW, None)
     if status not in TERMINAL:
         return MLFLOW, None  # no artifact before the run ends; MLflow has what was sent
-    return _artifact_table(run_id, keys)
+    return _artifact_table(run_id)
 
 
-def _only(table: Any, keys: list[str] | None) -> Any:
-    if keys is None:
-        return table
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def _read_parquet(path: Path) -> Any:
+    # Keys stay dictionary-encoded as Parquet stores them: decoding a million key strings, then
+    # encoding them again to group by key, costs more than the rest of the read. Every key is
+    # read: a row filter (pyarrow's ``filters``) is slower than reading all and keeping some.
+    import pyarrow.parquet as pq
 
-    return table.filter(pc.is_in(table["key"], value_set=pa.array(keys, pa.string())))
+    return pq.read_table(str(path), read_dictionary=["key"])
 
 
-def _artifact_table(run_id: str, keys: list[str] | None) -> tuple[str, Any]:
-    from nbtrack.store import metric_log
-
+def _artifact_table(run_id: str) -> tuple[str, Any]:
     cached = cache_dir() / f"{run_id}.parquet"
     if cached.is_file():
         try:
-            return CACHE, metric_log.read_parquet(cached, keys)
+            return CACHE, _read_parquet(cached)
         except Exception:
             log.warning(
                 "the cached metric log %s is unreadable; downloading it again",
@@ -161,7 +159,7 @@ def _artifact_table(run_id: str, keys: list[str] | None) -> tuple[str, Any]:
         if got is None:
             return MLFLOW, None
         try:
-            table = metric_log.read_parquet(got, keys)
+            table = _read_parquet(got)
         except Exception:
             log.warning("the metric log artifact of run %s is unreadable", run_id, exc_info=True)
             return MLFLOW, None
@@ -191,19 +189,32 @@ def _empty() -> History:
     return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
 
 
-def split(table: Any) -> dict[str, History]:
-    """A table of points (``metric_log.SCHEMA``) as one history per key, each in MLflow's order
-    (timestamp, step, value) with exact duplicates dropped."""
+def split(table: Any, keys: Iterable[str] | None = None) -> dict[str, History]:
+    """A table of points (``metric_log.schema``) as one history per key (those of ``keys``, or
+    all), each in MLflow's order (timestamp, step, value) with exact duplicates dropped."""
     if table.num_rows == 0:
         return {}
+    import pyarrow as pa
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(table["key"]).combine_chunks()
+    column = table["key"]
+    if pa.types.is_dictionary(column.type):
+        encoded = column.unify_dictionaries().combine_chunks()
+    else:
+        encoded = pc.dictionary_encode(column).combine_chunks()
     names = encoded.dictionary.to_pylist()
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     steps = _numpy(table["step"], np.int64)
     stamps = _numpy(table["timestamp"], np.int64)
     values = _numpy(table["value"], np.float64)
+    if keys is not None:
+        wanted = set(keys)
+        chosen = np.flatnonzero([name in wanted for name in names])
+        if len(chosen) < len(names):
+            rows = np.isin(codes, chosen)
+            codes, steps, stamps, values = codes[rows], steps[rows], stamps[rows], values[rows]
+            if not len(codes):
+                return {}
     # MLflow's SQL store keeps +-inf as the largest float, and NaN as 0 flagged NaN (its sort
     # and its duplicate check see the 0).
     inf = np.isinf(values)
