@@ -334,7 +334,8 @@ class LiveCurves:
 
     def complete(self, x: str = "step") -> Curves:
         """The final picture of a finished run: the points seen live, plus the histories of the
-        keys logged around ``nbtrack.log`` (plain ``mlflow.log_metric``), read from MLflow.
+        keys logged around ``nbtrack.log`` (plain ``mlflow.log_metric``), read through
+        ``query.metric_points`` (the run's log where it has them, else MLflow).
 
         The points seen live are those the writer persisted, so they are not read back: for a
         long run that would cost seconds per million points at the end of the cell."""
