@@ -76,23 +76,30 @@ def main() -> None:
     parser.add_argument("--mlflow-repeat", type=int, default=3, help="plain MLflow reads (slow)")
     args = parser.parse_args()
 
-    from bench_curves import CACHE, KEY, prepare
+    from bench_curves import prepare
 
     uri, run_id = prepare(args.points)
     os.environ["NBTRACK_TRACKING_URI"] = uri
     import mlflow
-    from mlflow import MlflowClient
 
     from nbtrack import store
-    from nbtrack.query import curves, metric_points
 
     mlflow.set_tracking_uri(uri)
     store.quiet_mlflow()
     add_artifact(uri, run_id, args.points)
-    artifact_bytes = json.loads((CACHE / f"artifact-{args.points}.json").read_text())["bytes"]
 
-    state = Path(tempfile.mkdtemp(prefix="nbtrack-bench-reader-"))
-    os.environ["NBTRACK_STATE_DIR"] = str(state)
+    with tempfile.TemporaryDirectory(prefix="nbtrack-bench-reader-") as state:
+        os.environ["NBTRACK_STATE_DIR"] = state  # an empty cache, removed afterwards
+        measure(uri, run_id, args)
+
+
+def measure(uri: str, run_id: str, args: argparse.Namespace) -> None:
+    from bench_curves import CACHE, KEY
+    from mlflow import MlflowClient
+
+    from nbtrack.query import curves, metric_points
+
+    artifact_bytes = json.loads((CACHE / f"artifact-{args.points}.json").read_text())["bytes"]
     cached = metric_points.cache_dir() / f"{run_id}.parquet"
 
     def cold() -> None:
