@@ -4,8 +4,9 @@
 function ``nbtrack.curves`` with the module.)
 
 No IPython, no plotly here: the widgets (``nbtrack.widgets.curves``, ``.live``) and the static
-fallback (``nbtrack.widgets.static``) draw what this module returns. Data comes from MLflow through
-``nbtrack.store`` (after the fact) or from the metric writer's listeners (live).
+fallback (``nbtrack.widgets.static``) draw what this module returns. Data comes from the run's
+metric log, else MLflow (after the fact: ``query.metric_points``), or from the metric writer's
+listeners (live).
 
 - Families: ``train_loss`` and ``val_loss`` are the "loss" family and share a subplot; the role
   (``train``, ``val``...) decides the line style.
@@ -57,7 +58,8 @@ class RunRef:
     name: str
     experiment_id: str = ""
     start_ms: int | None = None
-    metric_keys: tuple[str, ...] = ()
+    metric_keys: tuple[str, ...] = ()  # the keys MLflow has (its data.metrics)
+    status: str = ""  # MLflow's status; "" for a run nbtrack is tracking in this process
 
 
 @dataclass
@@ -188,6 +190,7 @@ def ref_of(run: Any) -> RunRef:
         experiment_id=run.experiment_id,
         start_ms=run.start_time,
         metric_keys=tuple(sorted(run.metrics)),
+        status=run.status,
     )
 
 
@@ -262,13 +265,15 @@ def load(
     """Curves of ``runs`` (see resolve_runs) read back from MLflow, families sorted by name."""
     if x not in X_AXES:
         raise UsageError(f"x must be one of {', '.join(X_AXES)}, got {x!r}", 'e.g. x="time"')
-    from nbtrack import store
+    from nbtrack.query import metric_points
 
     refs = resolve_runs(runs, filter)
     series = []
     for ref in refs:
-        for key in select_keys(ref.metric_keys, metrics):
-            steps, stamps, values = store.metric_history(ref.run_id, key)
+        # The run's metric log when it has one (all its keys in one read), MLflow for the rest.
+        points = metric_points.read(ref.run_id, ref.status, ref.metric_keys)
+        for key in select_keys(points.keys(), metrics):
+            steps, stamps, values = points.history(key)
             if len(values):
                 series.append(series_from_history(ref, key, steps, stamps, values, x, max_points))
     series.sort(key=lambda s: s.family)  # stable: runs keep their order within a family
@@ -329,18 +334,23 @@ class LiveCurves:
 
     def complete(self, x: str = "step") -> Curves:
         """The final picture of a finished run: the points seen live, plus the histories of the
-        keys logged around ``nbtrack.log`` (plain ``mlflow.log_metric``), read from MLflow.
+        keys logged around ``nbtrack.log`` (plain ``mlflow.log_metric``), read through
+        ``query.metric_points`` (the run's log where it has them, else MLflow).
 
         The points seen live are those the writer persisted, so they are not read back: for a
         long run that would cost seconds per million points at the end of the cell."""
         from nbtrack import store
+        from nbtrack.query import metric_points
 
         live = self.snapshot(x)
         with self._lock:
             seen = set(self._points)
-        others = sorted(set(store.get_run(self.run.run_id).metrics) - seen)
+        run = store.get_run(self.run.run_id)
+        others = sorted(set(run.metrics) - seen)
+        # Only the keys not seen live are read, from the run's log where it has them.
+        points = metric_points.read(run.run_id, run.status, run.metrics, keys=others)
         for key in others:
-            steps, stamps, values = store.metric_history(self.run.run_id, key)
+            steps, stamps, values = points.history(key)
             if len(values):
                 live.series.append(
                     series_from_history(self.run, key, steps, stamps, values, x, self.max_points)
