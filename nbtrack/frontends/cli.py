@@ -7,6 +7,7 @@ import sys
 from importlib import resources
 
 from nbtrack.errors import NbtrackError
+from nbtrack.frontends import cli_flush
 
 DESCRIPTION = (
     "nbtrack: notebook experiment tracking on MLflow. Run notebooks over grids, reproduce a "
@@ -27,23 +28,6 @@ def _close_orphans(args: argparse.Namespace) -> int:
         print(f"closed {run_id} as KILLED")
     if not closed:
         print("no orphaned runs")
-    return 0
-
-
-def _flush(args: argparse.Namespace) -> int:
-    """Send what ended processes left in this machine's metric log, and end their runs."""
-    from nbtrack import settings, store
-    from nbtrack.tracking.metrics import catchup
-
-    store.configure()
-    state = settings.current().state_dir
-    if args.to:
-        moved = catchup.repoint(state, args.to, args.from_uri)
-        print(f"{moved} run logs now go to {args.to}")
-    left = catchup.run(state, timeout=args.timeout, say=print)
-    if left:
-        print(f"{left} metric points are still not in their store; run nbtrack flush again")
-        return 1
     return 0
 
 
@@ -389,16 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".").set_defaults(
             func=func
         )
-    flush = sub.add_parser(
-        "flush",
-        help="send the metric points ended processes left on this machine, and end their runs",
-    )
-    flush.add_argument("--to", help="send them to this tracking URI instead (a moved server)")
-    flush.add_argument(
-        "--from", dest="from_uri", help="with --to: only the logs bound for this URI"
-    )
-    flush.add_argument("--timeout", type=float, default=None, help="give up after SECONDS")
-    flush.set_defaults(func=_flush)
+    cli_flush.add(sub)
     _add_registry(sub)
     _add_reproduce(sub)
     _add_grid(sub)

@@ -186,6 +186,7 @@ def record(
     from nbtrack.capture import notebook as nbcap
     from nbtrack.capture import redact
     from nbtrack.errors import NbtrackError
+    from nbtrack.tracking import tracker
 
     status = status_of(execution, stopped)
     f = execution.failure
@@ -201,6 +202,10 @@ def record(
     try:
         store.configure()
         runs = _runs(task)
+        running = [r.run_id for r in runs if r.status == "RUNNING"]
+        if running and tracker.wait_caught_up(running) != running:
+            # Its kernel ended, and MLflow was catching up with what it logged: now done.
+            runs = _runs(task)
         if any(r.status == "RUNNING" for r in runs):
             # Stopped, timed out, or its kernel died: the kernel may still be ending its run.
             wait_kernel(KERNEL_GONE_WAIT)

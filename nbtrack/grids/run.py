@@ -49,7 +49,7 @@ from nbtrack.record import ARTIFACT_GRID_POINTS as POINTS
 from nbtrack.record import ARTIFACT_GRID_SPEC as SPEC
 from nbtrack.record import TAG_GRID_NOTEBOOK as TAG_NOTEBOOK
 from nbtrack.record import TAG_GRID_POINTS as TAG_POINTS  # on the parent: marks a grid
-from nbtrack.tracking import orphans, snapshot
+from nbtrack.tracking import orphans, snapshot, tracker
 from nbtrack.tracking.interrupts import sigint_deferred
 
 _log = logs.get(__name__)
@@ -120,7 +120,7 @@ def run(
                         bar.update(outcome)
                 ex.close()
                 ex = None
-            _close_left_running(plan, "the grid was stopped while the point ran")
+            _close_left_running(plan, "the grid was stopped while the point ran", wait=30.0)
             _end(plan, "KILLED", outcomes)
             if bar is not None:
                 bar.close()
@@ -354,14 +354,20 @@ def _task(plan: Plan, index: int, uri: str, o: GridOptions) -> PointTask:
     )
 
 
-def _close_left_running(plan: Plan, reason: str) -> None:
+def _close_left_running(plan: Plan, reason: str, wait: float = 600.0) -> None:
     """Runs of this attempt still RUNNING once its workers are gone: their kernels are too."""
     query = store.tag_filter({TAG_GRID: plan.grid_run_id, TAG_ATTEMPT: plan.attempt})
     with failures_logged(_log, "for r in store.search_all_runs([plan.experiment_id], f'{q..."):
-        for r in store.search_all_runs(
+        running = store.search_all_runs(
             [plan.experiment_id], f"{query} and attributes.status = 'RUNNING'"
-        ):
-            store.mark_killed(r.run_id, reason)
+        )
+        # A run MLflow is still catching up with is ended, with its cell's own status, by
+        # whoever sends its last point: wait for that (bounded) before calling it killed.
+        if running:
+            tracker.wait_caught_up([r.run_id for r in running], timeout=wait)
+        for r in running:
+            if store.get_run(r.run_id).status == "RUNNING":
+                store.mark_killed(r.run_id, reason)
 
 
 def _end(plan: Plan, status: str | None, outcomes: Mapping[int, PointOutcome]) -> str:

@@ -52,6 +52,7 @@ from nbtrack.reproduction.report import (
     Failure,
     ReproReport,
 )
+from nbtrack.tracking import tracker
 
 TAG_REPRODUCES = R.TAG_REPRODUCES  # on the re-run: the run it reproduces
 TAG_VERDICT = R.TAG_REPRO_VERDICT  # on the re-run: REPRODUCED, DRIFTED, RAN or FAILED
@@ -371,6 +372,11 @@ def reproduce(
         attempt = uuid.uuid4().hex
         seeds = rerun_kernel.seeds(rec, rebuilt)
         execution = _execute(rec, rebuilt, tmp, attempt, seeds, timeout, kernel_name, report.notes)
+        runs = store.runs_with_tags([rec.experiment_id], {TAG_ATTEMPT: attempt})
+        # The re-run's kernel is gone; MLflow may still be catching up with its metrics, and
+        # the comparison needs every last value.
+        if tracker.wait_caught_up([r.run_id for r in runs if r.status == "RUNNING"]):
+            report.notes.append("the re-run's metrics were still on their way to MLflow")
         runs = store.runs_with_tags([rec.experiment_id], {TAG_ATTEMPT: attempt})
         report.rerun_ids = [r.run_id for r in runs]
         rerun = match(rec, rebuilt, runs)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import threading
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,13 +21,13 @@ from nbtrack import record as R
 from nbtrack.capture import data as datacap
 from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
-from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
+from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError
 from nbtrack.logs import failures_logged
 from nbtrack.store import metric_log
-from nbtrack.tracking import interrupts, names, orphans, snapshot
+from nbtrack.tracking import interrupts, names, orphans, process_metrics, snapshot
 from nbtrack.tracking import params as cellparams
 from nbtrack.tracking.metrics.points import check_key, check_value
-from nbtrack.tracking.metrics.writer import MetricWriter
+from nbtrack.tracking.process_metrics import catch_up, wait_caught_up, writer
 
 _log = logs.get(__name__)
 
@@ -68,20 +67,7 @@ class Source:
 
 
 _stack: list[TrackedRun | NullRun] = []
-_writer: MetricWriter | None = None
-_writer_lock = threading.Lock()
-
-
-def writer() -> MetricWriter:
-    global _writer
-    with _writer_lock:
-        if _writer is None:
-            s = settings.current()
-            _writer = MetricWriter(
-                state_dir=s.state_dir, notify=warn, maxsize=s.queue_max, processes=s.writers
-            )
-            _writer.before_close.append(end_open_runs)
-        return _writer
+_exit_hooked = False
 
 
 def end_open_runs() -> None:
@@ -97,20 +83,7 @@ def end_open_runs() -> None:
                 run.finish("KILLED")
 
 
-_caught_up = False
-_exit_hooked = False
-
-
-def catch_up() -> list[str]:
-    """Send, in the background, the metric logs that ended processes left on this machine
-    (called when nbtrack loads); returns the runs taken over."""
-    global _caught_up
-    _caught_up = True
-    try:
-        return writer().adopt_orphans()
-    except Exception:
-        _log.warning("nbtrack could not look for unsent metric logs", exc_info=True)
-        return []
+process_metrics.before_close.append(end_open_runs)
 
 
 def active() -> TrackedRun | NullRun | None:
@@ -236,7 +209,7 @@ class TrackedRun:
     @property
     def catching_up(self) -> tuple[int, int] | None:
         """(points in MLflow, points logged) while MLflow is still catching up; else None."""
-        return writer().progress(self.run_id) if _writer is not None else None
+        return process_metrics.progress(self.run_id)
 
 
 class NullRun:
@@ -293,8 +266,8 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     that fails raises StoreError: the adapter decides whether the work goes on untracked.
     """
     s = settings.current()
-    global _caught_up, _exit_hooked
-    if not _caught_up:  # once a process: what ended processes left unsent goes out
+    global _exit_hooked
+    if not process_metrics.caught_up:  # once a process: what ended processes left goes out
         catch_up()
     if not _exit_hooked:  # registered after MLflow's (imported by now), so it runs before it
         _exit_hooked = True
@@ -431,7 +404,10 @@ __all__ = [
     "StoreError",
     "TrackedRun",
     "active",
+    "catch_up",
     "close_orphans",
     "start",
     "tracked",
+    "wait_caught_up",
+    "writer",
 ]

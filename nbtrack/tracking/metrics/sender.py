@@ -18,69 +18,25 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import re
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from nbtrack import logs, store
-from nbtrack import record as R
-from nbtrack.logs import failures_logged
+from nbtrack import logs
 from nbtrack.store import metric_log
+from nbtrack.tracking.metrics import run_logs
+from nbtrack.tracking.metrics.answers import Answers
+from nbtrack.tracking.metrics.outages import Outages, scrub
 from nbtrack.tracking.metrics.points import CHUNK
 from nbtrack.tracking.metrics.processes import IDLE_EXIT, WriterProcesses
 from nbtrack.tracking.metrics.ranges import Range, send_range
+from nbtrack.tracking.metrics.run_logs import RunLog
 
 _log = logs.get(__name__)
 
-# A run with fewer points keeps no Parquet copy: MLflow's own history of it reads in well under
-# a second, and storing the artifact costs every small cell a few tens of milliseconds.
-ARTIFACT_MIN_POINTS = 10_000
-FIRST_BACKOFF, MAX_BACKOFF = 1.0, 60.0  # seconds a failing store is left alone, doubling
 
-
-def safe_uri(uri: str) -> str:
-    """A store's address for a message: never the userinfo or query, where credentials live."""
-    if "://" not in uri:
-        return uri
-    try:
-        p = urlsplit(uri)
-        port = f":{p.port}" if p.port else ""
-        return f"{p.scheme}://{p.hostname or ''}{port}{p.path}"
-    except ValueError:
-        return uri.split("://", 1)[0] + "://"
-
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def scrub(text: str) -> str:
-    """An error's text without the credentials of any URL in it (MLflow quotes the URL)."""
-    return _USERINFO.sub("", text)
-
-
-@dataclass
-class RunLog:
-    """A run this sender owns: its folder, its store, what is pending, its end."""
-
-    run_id: str
-    uri: str
-    dir: Path
-    owner_fd: int | None
-    adopted: bool = False
-    files: dict[str, list[int]] = field(default_factory=dict)  # path -> [ranges left, rows]
-    end: dict | None = None
-    finishing: bool = False
-    logged: int = 0  # points in its log files
-    sent: int = 0  # of those, stored in MLflow
-
-
-class Sender:
+class Sender(Answers):
     def __init__(
         self,
         state_dir: Path,
@@ -95,7 +51,7 @@ class Sender:
         self._queue: collections.deque[Range] = collections.deque()
         self._runs: dict[str, RunLog] = {}
         self._inflight = 0  # ranges handed out and not yet answered
-        self._down: dict[str, tuple[float, float]] = {}  # uri -> (retry at, backoff)
+        self._outages = Outages()
         self._pool = WriterProcesses(self, processes, spawn_busy)
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -133,23 +89,10 @@ class Sender:
     def adopt_all(self) -> list[str]:
         """Take over every run log on this machine whose process is gone; returns their ids."""
         adopted = []
-        for d in metric_log.run_dirs(self.state_dir):
-            if d.name in self._runs:
-                continue
-            fd = metric_log.hold(d / metric_log.OWNER_LOCK)
-            if fd is None:
-                continue  # its process is alive, or another one is catching it up
-            doc = metric_log.read_json(d / metric_log.RUN_FILE)
-            if not doc or not d.is_dir():
-                metric_log.release(fd)  # finished meanwhile, or not ours to read
-                continue
-            run = RunLog(doc["run_id"], doc["uri"], d, fd, adopted=True)
-            run.end = metric_log.read_json(d / metric_log.END_FILE)
-            run.sent = sum(metric_log.rows(p) for p in metric_log.sent_files(d))
-            run.logged = run.sent
+        for run in run_logs.adopt(self.state_dir, set(self._runs)):
             with self._cond:
                 self._runs[run.run_id] = run
-            for path in metric_log.pending_files(d):
+            for path in metric_log.pending_files(run.dir):
                 try:
                     rows = metric_log.rows(path)
                 except Exception as e:
@@ -178,8 +121,8 @@ class Sender:
                 run.end = {"status": status, "end_time": end_time}
                 done = None
         if done is not None:
-            self._store_artifact(done)
-            self._remove(done)
+            run_logs.store_artifact(done, self.state_dir)
+            run_logs.remove(done)
             return True
         metric_log.write_json(run.dir / metric_log.END_FILE, run.end)
         with self._cond:
@@ -208,7 +151,7 @@ class Sender:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             if retry:
-                self._down.clear()
+                self._outages.clear()
             self._cond.notify_all()
             while self._busy(ids):
                 left = None if deadline is None else deadline - time.monotonic()
@@ -266,31 +209,20 @@ class Sender:
                 now = time.monotonic()
                 for run in list(self._runs.values()):
                     ready = not run.files and not run.finishing and (run.end or run.adopted)
-                    if ready and self._up(run.uri, now):
+                    if ready and self._outages.up(run.uri, now):
                         run.finishing = True
                         return run
                 for i, job in enumerate(self._queue):
-                    if self._up(job.uri, now):
+                    if self._outages.up(job.uri, now):
                         del self._queue[i]
                         self._inflight += 1
                         self._last_work = now
                         return job
-                waits = [t - now for t, _ in self._down.values() if t > now]
-                timeout = min(waits) if waits else (5.0 if self._pool else None)
+                retry = self._outages.next_retry(now)
+                timeout = retry if retry is not None else (5.0 if self._pool else None)
                 self._cond.wait(timeout)
                 if self._pool and not self._queue and now - self._last_work > IDLE_EXIT:
                     self._pool.close()
-
-    def _up(self, uri: str, now: float) -> bool:
-        return self._down.get(uri, (0.0, 0.0))[0] <= now
-
-    def _mark_down(self, uri: str) -> bool:
-        """Leave a failing store alone for a while, doubling (under _cond); True when this
-        starts an outage (say so once)."""
-        backoff = self._down.get(uri, (0.0, 0.0))[1]
-        wait = min(MAX_BACKOFF, 2 * backoff) or FIRST_BACKOFF
-        self._down[uri] = (time.monotonic() + wait, wait)
-        return backoff == 0.0
 
     def _dispatch(self, job: Range) -> None:
         taken = self._pool.take(job)
@@ -307,136 +239,6 @@ class Sender:
         with self._cond:
             queued = sum(j.rows for j in self._queue)
         self._pool.wrote(time.perf_counter() - t0, queued)
-
-    def _finish(self, job: Range, error: str | None, kind: str) -> None:
-        """A range's answer: stored (``error`` None), or failed: ``kind`` says why ("down": try
-        again later, "gone": the store refuses the run for good, "bad": the file is unreadable)."""
-        moved = None
-        with self._cond:
-            self._inflight -= 1
-            run = self._runs.get(job.run_id)
-            entry = run.files.get(job.path) if run is not None else None
-            if run is None or entry is None:
-                self._cond.notify_all()
-                return
-            if error is None:
-                self.stats["sent"] += job.rows
-                run.sent += job.rows
-                entry[0] -= 1
-                if entry[0] == 0:
-                    moved = run.files.pop(job.path)
-                was_down = self._down.pop(job.uri, None)
-                if was_down and was_down[1] > FIRST_BACKOFF:
-                    self.stats["recovered"] += 1
-            elif kind == "down":
-                self._queue.appendleft(job)
-                first = self._mark_down(job.uri)
-                self.stats["failed"] += 1
-            self._cond.notify_all()
-        if moved is not None:
-            self._move_sent(job.path)
-        elif error is not None and kind == "down" and first:
-            self._notify(
-                f"the tracking store {safe_uri(job.uri)} did not take metrics ({error}); they "
-                f"are kept in {self.state_dir / 'metrics'} and sent when it answers"
-            )
-        elif kind == "gone" and run is not None:
-            self._set_aside_run(run, error or "")
-        elif kind == "bad" and run is not None:
-            self._set_aside_file(run, job.path, error or "")
-
-    def _requeue(self, job: Range) -> None:
-        """A range a dead writer process had not acknowledged goes back first (under _cond)."""
-        self._queue.appendleft(job)
-        self._inflight -= 1
-        self.stats["requeued"] += job.rows
-
-    def _move_sent(self, path: str) -> None:
-        p = Path(path)
-        with failures_logged(_log, "moving a sent log file"):
-            p.replace(p.parent / metric_log.SENT_DIR / p.name)
-
-    def _set_aside_file(self, run: RunLog, path: str, error: str) -> None:
-        p = Path(path)
-        with self._cond:
-            entry = run.files.pop(path, None)
-            if entry is not None:
-                self._queue = collections.deque(j for j in self._queue if j.path != path)
-                run.logged -= entry[1]
-            self._cond.notify_all()
-        with failures_logged(_log, "setting a bad log file aside"):
-            p.replace(p.with_name(p.name + ".bad"))
-        self._notify(
-            f"nbtrack could not read metric log file {p} ({error}); it is set aside as "
-            f"{p.name}.bad and the run's other points are sent"
-        )
-
-    def _set_aside_run(self, run: RunLog, error: str) -> None:
-        with self._cond:
-            self._runs.pop(run.run_id, None)
-            self._queue = collections.deque(j for j in self._queue if j.run_id != run.run_id)
-            self._cond.notify_all()
-        aside = self.state_dir / "metrics-set-aside" / run.run_id
-        with failures_logged(_log, "setting a run's log aside"):
-            aside.parent.mkdir(parents=True, exist_ok=True)
-            run.dir.replace(aside)
-        metric_log.release(run.owner_fd)
-        self._notify(
-            f"the tracking store {safe_uri(run.uri)} refuses run {run.run_id} ({error}); its "
-            f"{run.logged - run.sent} unsent metric points are set aside in {aside}"
-        )
-
-    # -- ending a run ------------------------------------------------------------------------
-
-    def _finish_run(self, run: RunLog) -> None:
-        """Every point of ``run`` is stored: keep its artifact, end it, drop its folder."""
-        try:
-            self._store_artifact(run)
-            if run.end is not None:
-                store.close_run(run.uri, run.run_id, run.end["status"], run.end.get("end_time"))
-            elif store.run_status(run.uri, run.run_id) == "RUNNING":
-                store.close_run(
-                    run.uri,
-                    run.run_id,
-                    "KILLED",
-                    None,
-                    "its process ended during the run; its logged metrics were sent afterwards",
-                )
-        except store.RunGone as e:
-            self._set_aside_run(run, str(e))
-            return
-        except Exception as e:
-            _log.debug("ending run %s failed", run.run_id, exc_info=True)
-            with self._cond:
-                run.finishing = False
-                first = self._mark_down(run.uri)
-                self._cond.notify_all()
-            if first:
-                self._notify(
-                    f"the tracking store {safe_uri(run.uri)} did not take the end of run "
-                    f"{run.run_id} ({type(e).__name__}: {e}); it is kept and sent when it answers"
-                )
-            return
-        with self._cond:
-            self._runs.pop(run.run_id, None)
-            self._cond.notify_all()
-        self._remove(run)
-
-    def _store_artifact(self, run: RunLog) -> None:
-        if run.logged < ARTIFACT_MIN_POINTS:
-            return
-        table = metric_log.read_run(run.dir)
-        if table is None:
-            return
-        with tempfile.TemporaryDirectory(prefix="nbtrack-", dir=self.state_dir) as tmp:
-            path = Path(tmp, Path(R.ARTIFACT_METRIC_LOG).name)
-            metric_log.to_parquet(table, path)
-            store.store_log(run.uri, run.run_id, path, R.ARTIFACT_METRIC_LOG)
-
-    def _remove(self, run: RunLog) -> None:
-        with failures_logged(_log, "removing a finished run's log"):
-            shutil.rmtree(run.dir, ignore_errors=True)
-        metric_log.release(run.owner_fd)
 
     # -- closing -----------------------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""The process's one metric writer, and what it does with logs other processes left.
+
+``tracker`` re-exports ``writer``, ``catch_up`` and ``wait_caught_up``; it adds to
+``before_close`` what must happen as the process ends (its open runs ended KILLED).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from nbtrack import logs, settings
+from nbtrack.errors import warn
+from nbtrack.store import metric_log
+from nbtrack.tracking.metrics.writer import MetricWriter
+
+_log = logs.get(__name__)
+
+before_close: list[Callable[[], None]] = []  # handed to the writer when it is made
+caught_up = False  # whether this process looked for logs ended processes left
+_writer: MetricWriter | None = None
+_writer_lock = threading.Lock()
+
+
+def writer() -> MetricWriter:
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            s = settings.current()
+            _writer = MetricWriter(
+                state_dir=s.state_dir, notify=warn, maxsize=s.queue_max, processes=s.writers
+            )
+            _writer.before_close.extend(before_close)
+        return _writer
+
+
+def progress(run_id: str) -> tuple[int, int] | None:
+    """(points in MLflow, points logged) while MLflow catches up with a run; else None."""
+    return _writer.progress(run_id) if _writer is not None else None
+
+
+def catch_up() -> list[str]:
+    """Send, in the background, the metric logs that ended processes left on this machine
+    (called when nbtrack loads); returns the runs taken over."""
+    global caught_up
+    caught_up = True
+    try:
+        return writer().adopt_orphans()
+    except Exception:
+        _log.warning("nbtrack could not look for unsent metric logs", exc_info=True)
+        return []
+
+
+def wait_caught_up(run_ids: Sequence[str], timeout: float = 600.0) -> list[str]:
+    """Wait until MLflow holds every point of these runs and they are ended (another process
+    logged them: a grid point's or a reproduction's kernel, whose catch-up may still be
+    sending). A log nobody is sending is taken over and sent from here. Returns the runs still
+    catching up at the timeout."""
+    state = settings.current().state_dir
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [r for r in run_ids if metric_log.run_dir(state, r).is_dir()]
+        if not left or time.monotonic() > deadline:
+            return left
+        if catch_up():
+            writer().sender.wait(min(5.0, max(0.0, deadline - time.monotonic())), left)
+        else:
+            time.sleep(0.2)
