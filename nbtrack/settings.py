@@ -12,6 +12,8 @@ User settings
   NBTRACK_LIVE           "0": no live learning curves
   NBTRACK_STATE_DIR      where the data-digest cache and the metric spool live
                          (default: $XDG_CACHE_HOME/nbtrack or ~/.cache/nbtrack)
+  NBTRACK_END_WAIT       seconds a tracked cell waits at its end for MLflow to hold its
+                         metrics (default 1; then the run is ended once it does)
   NBTRACK_QUEUE_MAX      metric points waiting for the local log before nbtrack.log blocks (1000000)
   NBTRACK_WRITERS        writer processes heavy metric logging may start (default 2; 0: the
                          kernel's writer thread writes everything)
@@ -97,6 +99,15 @@ class Settings:
     runner_seeds: dict[str, int] = field(default_factory=dict)
     writers: int = 2
     grid_fork: bool = True
+    end_wait: float = 1.0  # seconds a run's end waits for MLflow before it is ended later
+
+
+def _seconds(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name) or default)
+    except ValueError:
+        return default
+    return value if value >= 0 else default
 
 
 def debug() -> bool:
@@ -138,6 +149,7 @@ def current() -> Settings:
         legacy_stages=_flag("NBTRACK_LEGACY_STAGES", True),
         runner_seeds=_seeds(env.get("NBTRACK_RUNNER_SEEDS")),
         writers=max(0, _int("NBTRACK_WRITERS", 2)),
+        end_wait=_seconds("NBTRACK_END_WAIT", 1.0),
         grid_fork=_flag("NBTRACK_GRID_FORK", True),
     )
 

@@ -44,6 +44,10 @@ def store(tmp_path, template_db, monkeypatch) -> str:
     monkeypatch.setenv("NBTRACK_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("NBTRACK_STATE_DIR", str(tmp_path / "state"))
+    # A run's end waits for MLflow this long before it is ended in the background: tests that
+    # read a run's status right after its cell get the synchronous answer on a busy machine.
+    # tests/test_durable_metrics.py sets the default (1 s) back, to test the background end.
+    monkeypatch.setenv("NBTRACK_END_WAIT", "60")
     monkeypatch.delenv("NBTRACK_EXPERIMENT", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)

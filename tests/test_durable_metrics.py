@@ -21,6 +21,13 @@ import nbformat
 import pytest
 from support import all_runs
 
+
+@pytest.fixture(autouse=True)
+def _default_end_wait(store, monkeypatch):
+    """A cell waits a second for MLflow, as users get it (conftest waits longer)."""
+    monkeypatch.delenv("NBTRACK_END_WAIT", raising=False)
+
+
 N = 100_000  # several seconds of MLflow work: well past the second a cell waits
 
 

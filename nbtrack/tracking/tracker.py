@@ -202,7 +202,9 @@ class TrackedRun:
                 # The cell ends when its code ends: MLflow gets about a second to hold every
                 # point; else the run stays RUNNING and is ended, with this status and end
                 # time, once its last point is in (tracking/metrics/sender.py).
-                in_mlflow = writer().end(self.run_id, status, int(self.ended * 1000))
+                in_mlflow = writer().end(
+                    self.run_id, status, int(self.ended * 1000), settings.current().end_wait
+                )
             finally:
                 store.end_run(self.run_id, status, defer=not in_mlflow)
 

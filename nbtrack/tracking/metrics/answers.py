@@ -55,6 +55,8 @@ class Answers:
                 run.sent += job.rows
                 entry[0] -= 1
                 if entry[0] == 0:
+                    # Moved before it leaves ``files``: whoever waits on it sees it in sent/.
+                    self._move_sent(job.path)
                     moved = run.files.pop(job.path)
                 if self._outages.up_again(job.uri):
                     self.stats["recovered"] += 1
@@ -64,7 +66,7 @@ class Answers:
                 self.stats["failed"] += 1
             self._cond.notify_all()
         if moved is not None:
-            self._move_sent(job.path)
+            pass
         elif error is not None and kind == "down" and first:
             self._notify(
                 f"the tracking store {safe_uri(job.uri)} did not take metrics ({error}); they "

@@ -52,6 +52,7 @@ class Sender(Answers):
         self._runs: dict[str, RunLog] = {}
         self._inflight = 0  # ranges handed out and not yet answered
         self._outages = Outages()
+        self._hurry: collections.Counter = collections.Counter()  # run ids someone waits for
         self._pool = WriterProcesses(self, processes, spawn_busy)
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -96,6 +97,7 @@ class Sender(Answers):
                 try:
                     rows = metric_log.rows(path)
                 except Exception as e:
+                    _log.debug("reading %s failed", path, exc_info=True)
                     self._set_aside_file(run, str(path), f"{type(e).__name__}: {e}")
                     continue
                 self.add_file(run, path, rows)
@@ -152,7 +154,17 @@ class Sender(Answers):
         with self._cond:
             if retry:
                 self._outages.clear()
+            self._hurry.update(ids or ())
             self._cond.notify_all()
+        try:
+            return self._wait(ids, deadline)
+        finally:
+            with self._cond:
+                self._hurry.subtract(ids or ())
+                self._hurry += collections.Counter()  # drops the zeros
+
+    def _wait(self, ids: list[str] | None, deadline: float | None) -> bool:
+        with self._cond:
             while self._busy(ids):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
@@ -212,6 +224,17 @@ class Sender(Answers):
                     if ready and self._outages.up(run.uri, now):
                         run.finishing = True
                         return run
+                # A run whose end (or a flush) waits goes first: a small cell after a big one
+                # ends at once, its points not queued behind the other's backlog.
+                hurry = self._hurry
+                for i, job in enumerate(self._queue):
+                    if hurry and job.run_id not in hurry:
+                        continue
+                    if self._outages.up(job.uri, now):
+                        del self._queue[i]
+                        self._inflight += 1
+                        self._last_work = now
+                        return job
                 for i, job in enumerate(self._queue):
                     if self._outages.up(job.uri, now):
                         del self._queue[i]
