@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import array
 import contextlib
+import gc
 import os
 import sqlite3
 import statistics
@@ -252,14 +253,26 @@ def bench_big(client, db: Path, n: int, bugs: list[str], label: str) -> dict[str
     calls = array.array("q", bytes(8 * n))  # ns a call
     starts = array.array("q", bytes(8 * n))  # ns at each call's start
     clock, log = time.perf_counter_ns, nbtrack.log
+    gc_pauses: list[float] = []  # ns of each collection of the oldest generation
+    gc_start = [0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                gc_start[0] = clock()
+            else:
+                gc_pauses.append(clock() - gc_start[0])
+
     with nbtrack.run(experiment="bench-big", params={"n": n}) as r:
         first = time.perf_counter()
+        gc.callbacks.append(on_gc)
         for i in range(n):
             t = clock()
             log(step=i, loss=i * 0.5)
             calls[i] = clock() - t
             starts[i] = t
         last = time.perf_counter()
+        gc.callbacks.remove(on_gc)
     exited = time.perf_counter()
     progress = r.catching_up
     waited, status = wait_finished(client, r.run_id, timeout=max(600.0, n / 200))
@@ -276,6 +289,9 @@ def bench_big(client, db: Path, n: int, bugs: list[str], label: str) -> dict[str
         "p50": float(np.percentile(c, 50)),
         "p99": float(np.percentile(c, 99)),
         "max": float(c.max()),
+        "mean": float(c.mean()),
+        "slow": int((c > 10_000).sum()),
+        "gc": max(gc_pauses, default=0) / 1e3,
         "stall": float(max(gaps.max(initial=0.0), c.max())),
         "loop": last - first,
         "block_end": exited - last,
@@ -386,7 +402,10 @@ def print_new(results: dict[str, dict], big: int, big_repeat: int, small: int, r
     def ms(key: str) -> Callable[[dict], str]:
         return lambda r: f"{med(r['big'], key) / 1e3:.1f} ms"
 
+    row("   producer a point, mean", "", b("mean", " µs"))
     row("   slowest call", "", ms("max"))
+    row("   calls over 10 ms", "", b("slow", "", ",.0f"))
+    row("   longest full garbage collection in the loop", "", ms("gc"))
     row(
         "   longest stall of the loop",
         "<= 10 ms",
