@@ -1,9 +1,11 @@
 """Metric logging throughput: nbtrack.log against plain MLflow, on the embedded SQLite store.
 
-    python benchmarks/bench_log.py [--points 100000] [--sample 2000] [--full] [--repeat 3]
+    python benchmarks/bench_log.py [--points N] [--sample 2000] [--full] [--repeat 3]
+                                   [--big-repeat 1] [--load quiet|loaded|both] [--no-contenders]
 
-One run, one fresh store in a temp dir (its tables created before anything is timed), the same
-loop for every contender: ``points`` points of one metric, steps 0..n-1.
+A fresh store in a temp dir for each part (its tables created before anything is timed), the
+state directory (NBTRACK_STATE_DIR) in a temp dir too. The same loop for every contender:
+``points`` points of one metric, steps 0..n-1 (100,000 unless ``--points``).
 
   (a) mlflow.log_metric                  one blocking call a point
   (b) mlflow.log_metric(synchronous=False)  MLflow's async logging as configured by default
@@ -17,20 +19,38 @@ same run. (a) and (b) run at ~160 points/s, so they are timed on ``--sample`` po
 ``--full``. Also printed: SQLite's own insert rate (executemany into a similar table, one
 transaction: the physical limit), how much a busy writer slows a CPU-bound producer, and the
 memory a queued point takes.
+
+Then issue 13's figures, each on a quiet machine and beside 2 busy-loop processes (``--load``),
+a fresh store for each 1M-point run:
+
+  1. the producer's cost a point (p50, p99, slowest call) and the loop's longest stall (the
+     longest gap between two calls' starts), each call timed with perf_counter_ns, over
+     1,000,000 points in ``with nbtrack.run()`` (``--big-repeat`` runs, default 1);
+  2. the block's extra time at its end (its last call to the block's exit), and from there the
+     time until the run is FINISHED in MLflow (its status polled every 0.2 s) with every point
+     (counted in the store's table after the timing);
+  3. the end-to-end rate: points / (first call to FINISHED);
+  4. a run of 20,000 points, the block alone and until FINISHED, beside W&B offline
+     (``wandb.init(mode="offline")``, 20,000 ``wandb.log``, ``finish``; never the network).
 """
 
 from __future__ import annotations
 
 import argparse
+import array
+import atexit
+import contextlib
+import gc
 import os
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,22 +145,19 @@ def cpu_work(k: int) -> float:
     return float(s)
 
 
-def bench_gil(uri: str, client, exp_id: str, steps: int, per_step: int) -> dict[str, tuple]:
+def bench_gil(client, exp_id: str, steps: int, per_step: int) -> dict[str, tuple]:
     """A CPU-bound pure-Python loop (~1 ms a step) that logs ``per_step`` points a step: its time
-    alone, with the writer working in a thread of this process, and with writer processes; and
+    alone, with MLflow catching up from a thread of this process, and from writer processes; and
     the CPU this process spends a point, until flushed (all its threads)."""
-    from nbtrack import store
     from nbtrack.errors import warn
     from nbtrack.tracking.metrics.writer import MetricWriter
 
-    def persist(u: str, run_id: str, points: list) -> None:
-        store.log_metric_points(run_id, points, uri=u)
-
+    uri = client.tracking_uri
     t0 = time.perf_counter()
     cpu_work(100_000)
     k = int(100_000 * 0.001 / (time.perf_counter() - t0))  # iterations for ~1 ms
 
-    def loop(w: MetricWriter | None, run_id: str) -> tuple[float, float]:
+    def loop(w: MetricWriter | None, run_id: str) -> tuple[float, float, float]:
         c0, t0 = time.process_time(), time.perf_counter()
         for i in range(steps):
             x = cpu_work(k)
@@ -153,72 +170,372 @@ def bench_gil(uri: str, client, exp_id: str, steps: int, per_step: int) -> dict[
 
     alone = min(loop(None, "") for _ in range(3))
     out = {"alone": (alone[0], alone[0], 0.0)}
-    with tempfile.TemporaryDirectory() as spool:
-        for name, processes in (("writer thread", 0), ("writer processes", 2)):
-            w = MetricWriter(persist, 10**7, Path(spool), warn, processes, spawn_busy=0.0)
-            run_id = client.create_run(exp_id).info.run_id
+    with tempfile.TemporaryDirectory() as state:
+        for name, processes in (("sender thread", 0), ("writer processes", 2)):
+            w = MetricWriter(Path(state) / name.replace(" ", "-"), warn, 10**7, processes, 0.0)
             if processes:  # started and warm before timing
-                w.put(uri, run_id, {"warm": 0.0}, 0)
+                warm = client.create_run(exp_id).info.run_id
+                w.put(uri, warm, {"warm": 0.0}, 0)
                 deadline = time.monotonic() + 60
                 while w.stats()["processes"] < processes and time.monotonic() < deadline:
-                    w.put(uri, run_id, {"warm": 0.0})
+                    w.put(uri, warm, {"warm": 0.0})
                     time.sleep(0.05)
                 w.flush(timeout=None)
+                w.end(warm, "FINISHED", int(time.time() * 1000))
+            run_id = client.create_run(exp_id).info.run_id
             secs, flushed, cpu = loop(w, run_id)
             out[name] = (secs, flushed, (cpu - alone[2]) / (steps * per_step))
+            w.end(run_id, "FINISHED", int(time.time() * 1000))  # nothing left: no catch-up
             w.close()
     return out
 
 
 def bytes_per_point(n: int = 100_000) -> float:
-    """Memory of queued points, with the writer held so nothing drains."""
+    """Memory of queued points, with the log thread never started so nothing drains."""
     from nbtrack.tracking.metrics.writer import MetricWriter
 
-    gate = threading.Event()
-    with tempfile.TemporaryDirectory() as spool:
-        w = MetricWriter(lambda *a: gate.wait(), 10**7, Path(spool), print, processes=0)
-        w.put("uri", "run", {"loss": 0.0}, 0)  # the writer takes this one and waits at the gate
-        time.sleep(0.3)
+    with tempfile.TemporaryDirectory() as state:
+        w = MetricWriter(Path(state), print, 10**7, processes=0)
+        w._start = lambda: None  # type: ignore[method-assign]  # no log thread: the queue stays
+        w.put("uri", "run", {"loss": 0.0}, 0)
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
         for i in range(1, n + 1):
             w.put("uri", "run", {"loss": i * 0.5}, i)
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        gate.set()
-        w.flush()
-        w.close()
     return (after - before) / n
+
+
+@contextlib.contextmanager
+def cpu_hog(on: bool, n: int = 2) -> Iterator[None]:
+    """``n`` busy-loop processes beside the benchmark (a loaded machine), killed after."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n if on else 0)
+    ]
+    try:
+        time.sleep(0.5 if procs else 0)
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def wait_finished(client, run_id: str, timeout: float) -> tuple[float, str]:
+    """Poll the run's status in MLflow every 0.2 s: (seconds until it is no longer RUNNING, its
+    status; "RUNNING" after ``timeout``)."""
+    t0 = time.perf_counter()
+    while True:
+        status = client.get_run(run_id).info.status
+        if status != "RUNNING" or time.perf_counter() - t0 > timeout:
+            return time.perf_counter() - t0, status
+        time.sleep(0.2)
+
+
+def sql_count(db: Path, run_id: str, key: str = "loss") -> int:
+    """Points of a run in the store's table, read directly: MLflow's history of 1M points takes
+    25-39 s through its client (a check after the timing, not a way nbtrack reads)."""
+    con = sqlite3.connect(db)
+    try:
+        q = "SELECT count(*) FROM metrics WHERE run_uuid = ? AND key = ?"
+        return con.execute(q, (run_id, key)).fetchone()[0]
+    finally:
+        con.close()
+
+
+def bench_big(client, db: Path, n: int, bugs: list[str], label: str) -> dict[str, float]:
+    """Items 1-3 of issue 13: ``n`` points in a tracked run, each call timed; the block's extra
+    time at its end; the time until the run is FINISHED in MLflow with every point."""
+    import numpy as np
+
+    import nbtrack
+
+    calls = array.array("q", bytes(8 * n))  # ns a call
+    starts = array.array("q", bytes(8 * n))  # ns at each call's start
+    clock, log = time.perf_counter_ns, nbtrack.log
+    gc_pauses: list[float] = []  # ns of each collection of the oldest generation
+    gc_start = [0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                gc_start[0] = clock()
+            else:
+                gc_pauses.append(clock() - gc_start[0])
+
+    with nbtrack.run(experiment="bench-big", params={"n": n}) as r:
+        first = time.perf_counter()
+        gc.callbacks.append(on_gc)
+        for i in range(n):
+            t = clock()
+            log(step=i, loss=i * 0.5)
+            calls[i] = clock() - t
+            starts[i] = t
+        last = time.perf_counter()
+        gc.callbacks.remove(on_gc)
+    exited = time.perf_counter()
+    progress = r.catching_up
+    waited, status = wait_finished(client, r.run_id, timeout=max(600.0, n / 200))
+    done = time.perf_counter()
+    stored = sql_count(db, r.run_id)
+    if status != "FINISHED" or stored != n:
+        bugs.append(
+            f"{label}: {n:,} points, run {r.run_id} {status} after {waited:.0f} s "
+            f"with {stored:,} points in MLflow"
+        )
+    c = np.frombuffer(calls, dtype=np.int64) / 1e3
+    gaps = np.diff(np.frombuffer(starts, dtype=np.int64)) / 1e3
+    return {
+        "p50": float(np.percentile(c, 50)),
+        "p99": float(np.percentile(c, 99)),
+        "max": float(c.max()),
+        "mean": float(c.mean()),
+        "slow": int((c > 10_000).sum()),
+        "gc": max(gc_pauses, default=0) / 1e3,
+        "stall": float(max(gaps.max(initial=0.0), c.max())),
+        "loop": last - first,
+        "block_end": exited - last,
+        "finished": done - exited,
+        "rate": n / (done - first),
+        "behind": (progress[1] - progress[0]) if progress else 0,
+        "ok": status == "FINISHED" and stored == n,
+    }
+
+
+def bench_run(client, n: int, bugs: list[str], label: str) -> dict[str, float]:
+    """Item 4: a run of ``n`` points, start to done: the whole block, and until FINISHED."""
+    import nbtrack
+
+    t0 = time.perf_counter()
+    with nbtrack.run(experiment="bench-run", params={"n": n}) as r:
+        for i in range(n):
+            nbtrack.log(step=i, loss=i * 0.5)
+    block = time.perf_counter() - t0
+    _, status = wait_finished(client, r.run_id, timeout=300.0)
+    total = time.perf_counter() - t0
+    stored = count(client, r.run_id)
+    if status != "FINISHED" or stored != n:
+        bugs.append(f"{label}: {n:,}-point run {r.run_id} {status} with {stored:,} points")
+    return {"block": block, "done": total}
+
+
+def bench_wandb(tmp: Path, n: int) -> dict[str, float] | None:
+    """The same run in W&B offline mode: init, ``n`` wandb.log calls, finish."""
+    try:
+        import wandb
+    except ImportError:
+        return None
+    d = tmp / f"wandb-{time.monotonic_ns()}"
+    d.mkdir()
+    t0 = time.perf_counter()
+    run = wandb.init(mode="offline", dir=str(d), project="bench")
+    t1 = time.perf_counter()
+    for i in range(n):
+        wandb.log({"loss": i * 0.5}, step=i)
+    t2 = time.perf_counter()
+    run.finish()
+    t3 = time.perf_counter()
+    return {"init": t1 - t0, "point": (t2 - t1) / n, "finish": t3 - t2, "done": t3 - t0}
+
+
+def med(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def new_figures(
+    tmp: Path,
+    big: int,
+    big_repeat: int,
+    small: int,
+    repeat: int,
+    loaded: bool,
+    bugs: list[str],
+    say: Callable[[str], None],
+) -> dict:
+    label = "loaded" if loaded else "quiet"
+    out: dict = {"load0": os.getloadavg()[0]}
+    with cpu_hog(loaded):
+        say(f"[{label}] {big:,} points in a tracked run x {big_repeat} ...")
+        out["big"] = []
+        for k in range(big_repeat):
+            client, db = fresh_store(tmp, f"big-{label}-{k}")
+            out["big"].append(bench_big(client, db, big, bugs, label))
+        client, _ = fresh_store(tmp, f"runs-{label}")
+        say(f"[{label}] a {small:,}-point run, nbtrack and W&B offline, x {repeat} ...")
+        out["run"], out["wandb"] = [], []
+        for _ in range(repeat):
+            out["run"].append(bench_run(client, small, bugs, label))
+            w = bench_wandb(tmp, small)
+            if w is not None:
+                out["wandb"].append(w)
+        out["load1"] = os.getloadavg()[0]
+    return out
+
+
+def print_new(results: dict[str, dict], big: int, big_repeat: int, small: int, repeat: int):
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    cols = list(results)
+    print()
+    print(
+        f"issue 13's figures, {big:,} points in one tracked run ("
+        + ("one run" if big_repeat == 1 else f"medians of {big_repeat} runs")
+        + f"), a {small:,}-point run (medians of {repeat}); loaded = 2 busy-loop processes"
+        " beside it"
+    )
+    print(
+        "load average during: "
+        + ", ".join(f"{c} {results[c]['load0']:.1f} -> {results[c]['load1']:.1f}" for c in cols)
+    )
+    print(f"{'':52} {'goal':>12}" + "".join(f" {c:>12}" for c in cols))
+
+    def row(name: str, goal: str, fmt: Callable[[dict], str]) -> None:
+        print(f"{name:52} {goal:>12}" + "".join(f" {fmt(results[c]):>12}" for c in cols))
+
+    def b(key: str, unit: str = "", f: str = ".2f") -> Callable[[dict], str]:
+        return lambda r: f"{med(r['big'], key):{f}}{unit}"
+
+    row("1. producer a point, p50", "<= 2 µs", b("p50", " µs"))
+    row("   producer a point, p99", "", b("p99", " µs"))
+
+    def ms(key: str) -> Callable[[dict], str]:
+        return lambda r: f"{med(r['big'], key) / 1e3:.1f} ms"
+
+    row("   producer a point, mean", "", b("mean", " µs"))
+    row("   slowest call", "", ms("max"))
+    row("   calls over 10 ms", "", b("slow", "", ",.0f"))
+    row("   longest full garbage collection in the loop", "", ms("gc"))
+    row(
+        "   longest stall of the loop",
+        "<= 10 ms",
+        lambda r: f"{med(r['big'], 'stall') / 1e3:.1f} ms",
+    )
+    row("   the loop, all points", "", b("loop", " s"))
+    row("2. block's extra time after its last call", "<= 1 s", b("block_end", " s"))
+    row("   points not in MLflow at the block's exit", "", b("behind", "", ",.0f"))
+    row("   block's exit to FINISHED with all points", "", b("finished", " s", ".1f"))
+    row("3. end to end, first log to FINISHED, pts/s", ">= 25,000 q", b("rate", "", ",.0f"))
+    row(f"4. nbtrack, {small:,}-point run, block", "", lambda r: f"{med(r['run'], 'block'):.2f} s")
+    row(
+        f"   nbtrack, {small:,}-point run, to FINISHED",
+        "< 1 s",
+        lambda r: f"{med(r['run'], 'done'):.2f} s",
+    )
+    if all(results[c]["wandb"] for c in cols):
+        import wandb
+
+        def w(key: str, scale: float = 1, unit: str = " s", f: str = ".2f"):
+            return lambda r: f"{med(r['wandb'], key) * scale:{f}}{unit}"
+
+        row(f"   W&B {wandb.__version__} offline: init", "", w("init"))
+        row("   W&B offline: wandb.log a point", "", w("point", 1e6, " µs"))
+        row("   W&B offline: finish", "", w("finish"))
+        row("   W&B offline: total", "", w("done"))
+        row(
+            "   nbtrack to FINISHED / W&B total",
+            "",
+            lambda r: f"{med(r['run'], 'done') / med(r['wandb'], 'done'):.2f}x",
+        )
+        row(
+            "   nbtrack block / W&B total",
+            "",
+            lambda r: f"{med(r['run'], 'block') / med(r['wandb'], 'done'):.2f}x",
+        )
+    else:
+        print("   (W&B not installed: pip install wandb==0.31.*)")
+    print()
+    for c in cols:
+        r = results[c]
+        checks = [
+            ("p50 <= 2 µs", med(r["big"], "p50") <= 2),
+            ("stall <= 10 ms", med(r["big"], "stall") <= 10_000),
+            ("block end <= 1 s", med(r["big"], "block_end") <= 1),
+            ("run < 1 s", med(r["run"], "done") < 1),
+        ]
+        if c == "quiet":
+            checks.append((">= 25,000 pts/s", med(r["big"], "rate") >= 25_000))
+        print(f"goals, {c}: " + "; ".join(f"{name} {verdict(ok)}" for name, ok in checks))
+
+
+def fresh_store(tmp: Path, name: str):
+    """A new SQLite store in ``tmp`` for nbtrack and MLflow, its tables created now: (client,
+    its database file)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    db = tmp / f"{name}.db"
+    uri = f"sqlite:///{db}"
+    os.environ.update(NBTRACK_TRACKING_URI=uri, MLFLOW_TRACKING_URI=uri)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    client.search_experiments()  # creates the tables: never inside a timing
+    return client, db
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument(
+        "--points",
+        type=int,
+        help="N for every figure (default 100,000 for (a)-(d),"
+        " 1,000,000 for issue 13's 1-3, 20,000 for its run)",
+    )
     ap.add_argument("--sample", type=int, default=2_000, help="points for (a) and (b)")
     ap.add_argument("--full", action="store_true", help="(a) and (b) on all points (~25 min)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--big-repeat", type=int, default=1, help="runs of the 1M-point figures")
+    ap.add_argument(
+        "--load",
+        choices=["quiet", "loaded", "both"],
+        default="both",
+        help="issue 13's figures on a quiet machine, beside 2 busy loops, or both",
+    )
+    ap.add_argument("--no-contenders", action="store_true", help="issue 13's figures only")
     args = ap.parse_args()
-    n, repeat = args.points, args.repeat
+    n, repeat = args.points or 100_000, args.repeat
+    big, small = args.points or 1_000_000, min(args.points or 20_000, 20_000)
     sample = n if args.full else min(args.sample, n)
 
     tmp = Path(tempfile.mkdtemp(prefix="nbtrack-bench-"))
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    atexit.register(shutil.rmtree, tmp, True)  # ~700 MB after a full run; after nbtrack's exit
     os.environ.update(
-        NBTRACK_TRACKING_URI=uri,
-        MLFLOW_TRACKING_URI=uri,
         NBTRACK_STATE_DIR=str(tmp / "state"),
         NBTRACK_LIVE="0",
         NBTRACK_CARD="0",
+        # W&B: offline, quiet, nothing sent anywhere (no error reports either)
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        WANDB_ERROR_REPORTING="false",
+        WANDB_DISABLE_GIT="true",
+        WANDB_DIR=str(tmp / "wandb"),
+        WANDB_CONFIG_DIR=str(tmp / "wandb-config"),
+        WANDB_CACHE_DIR=str(tmp / "wandb-cache"),
+        WANDB_DATA_DIR=str(tmp / "wandb-data"),
+        WANDB_BASE_URL="http://127.0.0.1:9",  # were anything to try the network, it goes nowhere
     )
     import mlflow
-    from mlflow import MlflowClient
 
     from nbtrack import store
 
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
     store.quiet_mlflow()
-    mlflow.set_tracking_uri(uri)
-    client = MlflowClient(uri)
-    client.search_experiments()  # creates the tables: never inside a timing
+    bugs: list[str] = []
+    new: dict[str, dict] = {}
+    for loaded in {"quiet": [False], "loaded": [True], "both": [False, True]}[args.load]:
+        new["loaded" if loaded else "quiet"] = new_figures(
+            tmp, big, args.big_repeat, small, repeat, loaded, bugs, say
+        )
+    if args.no_contenders:
+        print_new(new, big, args.big_repeat, small, repeat)
+        print_bugs(bugs)
+        return
+
+    client, _ = fresh_store(tmp, "contenders")
     exp_id = client.create_experiment("plain-mlflow")
     mlflow.set_experiment(experiment_id=exp_id)
     load0 = os.getloadavg()
@@ -244,7 +561,7 @@ def main() -> None:
     p, e, _ = median_runs(repeat, lambda i: bench_sqlite(tmp, n))
     results["s"] = (n, p, e)
     say("producer slowdown beside a busy writer ...")
-    gil = bench_gil(uri, client, exp_id, steps=2000, per_step=10)
+    gil = bench_gil(client, exp_id, steps=2000, per_step=10)
     per_point = bytes_per_point()
     load1 = os.getloadavg()
 
@@ -311,6 +628,17 @@ def main() -> None:
         f"memory: {per_point:.0f} bytes a queued point; NBTRACK_QUEUE_MAX={queue_max:,} "
         f"points -> {queue_max * per_point / 2**20:.0f} MiB at most in the queue"
     )
+    if new:
+        print_new(new, big, args.big_repeat, small, repeat)
+    print_bugs(bugs)
+
+
+def print_bugs(bugs: list[str]) -> None:
+    if bugs:
+        print()
+        print("PROBLEMS (a run not FINISHED, or points missing):")
+        for b in bugs:
+            print(f"  {b}")
 
 
 if __name__ == "__main__":
