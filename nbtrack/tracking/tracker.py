@@ -67,6 +67,7 @@ class Source:
 
 
 _stack: list[TrackedRun | NullRun] = []
+END_RESERVE = 0.15  # seconds of the end's budget kept for ending the run in MLflow
 _exit_hooked = False
 
 
@@ -202,8 +203,11 @@ class TrackedRun:
                 # The cell ends when its code ends: MLflow gets about a second to hold every
                 # point; else the run stays RUNNING and is ended, with this status and end
                 # time, once its last point is in (tracking/metrics/sender.py).
+                # The budget counts from the cell's end: what was recorded since (late params,
+                # files) is spent from it, and ending the run in MLflow needs a moment after.
+                budget = settings.current().end_wait - (time.time() - self.ended) - END_RESERVE
                 in_mlflow = writer().end(
-                    self.run_id, status, int(self.ended * 1000), settings.current().end_wait
+                    self.run_id, status, int(self.ended * 1000), max(0.0, budget)
                 )
             finally:
                 store.end_run(self.run_id, status, defer=not in_mlflow)
