@@ -171,7 +171,7 @@ def log_metric_points(
     """
     c = client(uri or None)
     metrics = [Metric(k, v, ts, step) for k, v, ts, step in points]
-    with translated("log metrics"):
+    with translated("log metrics", uri or None):
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             c.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], synchronous=True)
 
