@@ -30,7 +30,7 @@ _HOMES = {
     "connection": (
         "MAX_PARAMS_TAGS_PER_BATCH MAX_METRICS_PER_BATCH MAX_PARAM_VALUE MAX_TAG_VALUE "
         "MAX_DATASET_DIGEST TERMINAL absolute_uri tracking_uri configure quiet_mlflow client "
-        "server_url translated unreachable"
+        "server_url translated unreachable outage"
     ),
     "runs": (
         "experiment_id experiment_name active_run_id start_run log_params_tags log_files "
@@ -49,7 +49,7 @@ _HOMES = {
     ),
     "models": "logged_models_of_run model_flavors native_flavor load_model",
     "metric_runs": "RunGone send_points store_log run_status close_run",
-    "outages": "outage StoreUnreachable",
+    "outages": "StoreUnreachable",
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names.split()}
 

@@ -113,15 +113,16 @@ def server_url(uri: str | None = None) -> str | None:
 
 
 @contextlib.contextmanager
-def translated(operation: str, uri: str | None = None) -> Iterator[None]:
+def translated(operation: str, uri: str | None = None, *, fail_fast: bool = True) -> Iterator[None]:
     """Turn MLflow's exceptions into nbtrack's, saying which operation failed.
 
     Against a tracking server, a store known to be down (store.outages) fails at once, before
-    the block runs; a block that times out or is refused marks it down.
+    the block runs (unless ``fail_fast`` is False: the block has local work to do on its way to
+    the server); a block that times out or is refused marks it down.
     """
     uri = uri or tracking_uri()
     remote = uri.startswith(("http://", "https://"))
-    if remote:
+    if remote and fail_fast:
         outages.check(uri, operation, _safe_uri(uri))
     try:
         yield
@@ -141,6 +142,12 @@ def unreachable(uri: str | None = None) -> bool:
     """Whether calls to the store (default: nbtrack's) fail at once now: its server did not
     answer a moment ago (store.outages). Costs a dict lookup; never makes a request."""
     return outages.unreachable(uri or tracking_uri())
+
+
+def outage(uri: str | None = None) -> outages.Outage | None:
+    """What this process knows of the store's outage (default: nbtrack's store): since when,
+    why, how many calls waited and how many failed at once; None when its last call succeeded."""
+    return outages.outage(uri or tracking_uri())
 
 
 def _translate(operation: str, e: MlflowException, uri: str | None = None) -> Exception:

@@ -2,10 +2,12 @@
 
 A server that hangs (stopped, overloaded, a dead proxy) accepts the connection and never answers,
 so each MLflow call waits its whole timeout; a tracked cell makes a dozen calls, and the next cell
-as many again. Here the first call that times out (or is refused) marks its URI down for a window;
-until the window ends every call to that URI fails at once with ``StoreUnreachable``, without a
-request. The first call after the window is a probe: it goes to the server; if it fails too, the
-window doubles (up to ``MAX_WINDOW``); any call that succeeds clears the outage.
+as many again. Here the first call that times out marks its URI down for a window; until the
+window ends every call to that URI fails at once with ``StoreUnreachable``, without a request. (A
+refused connection is remembered too, but opens no window: it costs no wait, and the next call
+finds the server as soon as it is back.) The first call after the window is a probe: it goes to
+the server; if it fails too, the window doubles (up to ``MAX_WINDOW``); any call that succeeds
+clears the outage.
 
 The tracker and the metric writer ask ``unreachable(uri)`` before work they would rather skip or
 spool than fail on; ``outage(uri)`` says since when and how many calls waited or failed fast.
@@ -48,6 +50,7 @@ class _State:
     retry_at: float  # time.monotonic()
     failures: int = 1
     fast_failures: int = 0
+    told: bool = False
 
 
 _lock = threading.Lock()
@@ -98,23 +101,31 @@ def check(uri: str, operation: str, shown: str) -> None:
 
 
 def failed(uri: str, error: BaseException, operation: str, shown: str) -> StoreUnreachable | None:
-    """After a failed call: when the server did not answer, remember it (saying so once per
-    outage) and return the error to raise; None when the failure was something else."""
-    reason = _unreachable_reason(error)
-    if reason is None:
+    """After a failed call: when the server did not answer, remember it and return the error to
+    raise; None when the failure was something else.
+
+    Only a call that waited (a timeout) opens a fail-fast window, and says so, once per outage:
+    a refused connection costs nothing, so the next call may as well try (and finds the server
+    back as soon as it is), and each caller already reports its own failure.
+    """
+    found = _unreachable_reason(error)
+    if found is None:
         return None
+    reason, waited = found
     now = time.monotonic()
     with _lock:
         s = _down.get(uri)
-        first = s is None
         if s is None:
-            s = _down[uri] = _State(time.time(), reason, FIRST_WINDOW, now + FIRST_WINDOW)
-        else:
-            s.failures += 1
-            s.window = min(MAX_WINDOW, s.window * 2)
+            s = _down[uri] = _State(time.time(), reason, 0.0, now, failures=0)
+        s.failures += 1
+        if waited:
+            s.reason = reason
+            s.window = FIRST_WINDOW if s.window == 0 else min(MAX_WINDOW, s.window * 2)
             s.retry_at = now + s.window
+        tell = waited and not s.told
+        s.told = s.told or tell
         window = s.window
-    if first:
+    if tell:
         warn(
             f"the tracking store at {shown} is unreachable ({reason}); nbtrack's calls to it "
             f"fail at once until it answers again (next try in {window:.0f} s)"
@@ -138,21 +149,42 @@ def forget(uri: str | None = None) -> None:
             _down.pop(uri, None)
 
 
-def _unreachable_reason(error: BaseException) -> str | None:
-    """A few words when ``error`` (or what caused it) is a timeout or a failed connection."""
+def _unreachable_reason(error: BaseException) -> tuple[str, bool] | None:
+    """(a few words, whether the call waited) when ``error`` (or what caused it) is a timeout or
+    a failed connection; None for anything else."""
     import requests
+    import urllib3
 
-    seen: set[int] = set()
-    e: BaseException | None = error
-    reason = None
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
+    found = None
+    for e in _causes(error):
         if isinstance(e, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(e, requests.exceptions.Timeout | TimeoutError):
+            return "connection refused", False
+        if isinstance(e, urllib3.exceptions.ReadTimeoutError | requests.exceptions.ReadTimeout):
+            # requests reports a read timeout whose retries ran out as a ConnectionError
             seconds = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
-            reason = reason or (f"no answer within {seconds} s" if seconds else "no answer")
+            return (f"no answer within {seconds} s" if seconds else "no answer"), True
+        if isinstance(
+            e, requests.exceptions.Timeout | urllib3.exceptions.TimeoutError | TimeoutError
+        ):
+            found = found or ("no answer", True)
         elif isinstance(e, requests.exceptions.ConnectionError | ConnectionError):
-            reason = reason or "cannot connect"
-        e = e.__cause__ or e.__context__
-    return reason
+            found = found or ("cannot connect", False)
+    return found
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error, what caused it, and the errors requests and urllib3 wrap in their arguments
+    (a ConnectionError holds urllib3's MaxRetryError, whose ``reason`` is the real failure)."""
+    found: list[BaseException] = []
+    todo = [error]
+    while todo and len(found) < 30:
+        e = todo.pop()
+        if any(e is f for f in found):
+            continue
+        found.append(e)
+        todo += [a for a in e.args if isinstance(a, BaseException)]
+        for attr in ("reason", "__cause__", "__context__"):
+            nxt = getattr(e, attr, None)
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+    return found
