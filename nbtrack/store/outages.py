@@ -24,6 +24,7 @@ from nbtrack.errors import StoreError, warn
 
 FIRST_WINDOW = 10.0  # seconds a URI stays marked down after its first failure
 MAX_WINDOW = 120.0  # a long outage is probed at least this often: one timeout per probe
+HEALTH_TIMEOUT = 1.0  # seconds the server's /health may take to tell slow from hung
 
 
 class StoreUnreachable(StoreError):
@@ -104,7 +105,8 @@ def failed(uri: str, error: BaseException, operation: str, shown: str) -> StoreU
     """After a failed call: when the server did not answer, remember it and return the error to
     raise; None when the failure was something else.
 
-    Only a call that waited (a timeout) opens a fail-fast window, and says so, once per outage:
+    Only a call that waited (a timeout) on a server that does not answer its health check
+    either opens a fail-fast window, and says so, once per outage:
     a refused connection costs nothing, so the next call may as well try (and finds the server
     back as soon as it is), and each caller already reports its own failure.
     """
@@ -112,6 +114,8 @@ def failed(uri: str, error: BaseException, operation: str, shown: str) -> StoreU
     if found is None:
         return None
     reason, waited = found
+    if waited and _answers(uri):
+        return None  # slow, not down: this call failed, the next ones may go ahead
     now = time.monotonic()
     with _lock:
         s = _down.get(uri)
@@ -170,6 +174,19 @@ def _unreachable_reason(error: BaseException) -> tuple[str, bool] | None:
         elif isinstance(e, requests.exceptions.ConnectionError | ConnectionError):
             found = found or ("cannot connect", False)
     return found
+
+
+def _answers(uri: str) -> bool:
+    """Whether the server answers its health check within a second: a call that timed out on a
+    server that does (a big batch, a slow query) is no outage, and must not fail the calls of
+    the next seconds. A hung server answers nothing, so this costs it one second more."""
+    import requests
+
+    try:
+        requests.get(uri.rstrip("/") + "/health", timeout=HEALTH_TIMEOUT)
+    except requests.RequestException:
+        return False
+    return True  # any answer, even a refusal, is an answer
 
 
 def _causes(error: BaseException) -> list[BaseException]:
