@@ -17,8 +17,10 @@ User settings
   NBTRACK_QUEUE_MAX      metric points waiting for the local log before nbtrack.log blocks (1000000)
   NBTRACK_WRITERS        writer processes heavy metric logging may start (default 2; 0: the
                          kernel's writer thread writes everything)
-  NBTRACK_HTTP_TIMEOUT   seconds a request to a tracking server may take (default 10)
-  NBTRACK_HTTP_RETRIES   retries of a failed request to a tracking server (default 1)
+  NBTRACK_HTTP_TIMEOUT   seconds a request to a tracking server may wait for an answer (default 5;
+                         one hung call costs this once per outage: store.outages)
+  NBTRACK_HTTP_RETRIES   retries of a failed request to a tracking server (default 0: MLflow
+                         retries a timeout too, and each retry waits the whole timeout again)
   NBTRACK_PRODUCTION_ALIAS  registry alias of the production stage (default "production")
   NBTRACK_STAGING_ALIAS     registry alias of the staging stage (default "staging")
   NBTRACK_LEGACY_STAGES  "0": do not keep MLflow's deprecated stage field (Production, Staging,
@@ -137,8 +139,8 @@ def current() -> Settings:
         live=_flag("NBTRACK_LIVE", True),
         state_dir=_state_dir(),
         queue_max=max(1000, _int("NBTRACK_QUEUE_MAX", 1_000_000)),
-        http_timeout=_int("NBTRACK_HTTP_TIMEOUT", 10),
-        http_retries=_int("NBTRACK_HTTP_RETRIES", 1),
+        http_timeout=_int("NBTRACK_HTTP_TIMEOUT", 5),
+        http_retries=_int("NBTRACK_HTTP_RETRIES", 0),
         runner_notebook=env.get("NBTRACK_RUNNER_NOTEBOOK") or None,
         runner_experiment=env.get("NBTRACK_RUNNER_EXPERIMENT") or None,
         runner_parent=env.get("NBTRACK_RUNNER_PARENT") or None,

@@ -12,7 +12,9 @@ Modules: ``connection`` (where the store is, the client, errors), ``views`` (ent
 ``artifacts`` (read back), ``registry`` (registered models, versions, aliases), ``models``
 (logged models and flavour loading), ``user_runs`` (the user's ``mlflow.start_run()`` inside a
 tracked run joins it), ``metric_log`` (the durable local metric log's files; no MLflow),
-``metric_runs`` (what the log's sender asks of a store).
+``metric_runs`` (what the log's sender asks of a store), ``creation`` (the first touch of a new
+SQLite store, serialised across processes with a file lock), ``outages`` (a tracking server that
+did not answer: calls fail at once, for a growing window, instead of each waiting a timeout).
 
 The package resolves its names lazily (PEP 562): ``from nbtrack import store`` costs nothing until
 a function is used, so the magic's ``%load_ext`` can ask whether the user pinned MLflow's store
@@ -28,7 +30,7 @@ _HOMES = {
     "connection": (
         "MAX_PARAMS_TAGS_PER_BATCH MAX_METRICS_PER_BATCH MAX_PARAM_VALUE MAX_TAG_VALUE "
         "MAX_DATASET_DIGEST TERMINAL absolute_uri tracking_uri configure quiet_mlflow client "
-        "server_url translated"
+        "server_url translated unreachable outage"
     ),
     "runs": (
         "experiment_id experiment_name active_run_id start_run log_params_tags log_files "
@@ -47,6 +49,7 @@ _HOMES = {
     ),
     "models": "logged_models_of_run model_flavors native_flavor load_model",
     "metric_runs": "RunGone send_points store_log run_status close_run",
+    "outages": "StoreUnreachable",
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names.split()}
 

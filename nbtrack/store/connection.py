@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from nbtrack import settings
 from nbtrack.errors import StoreError
+from nbtrack.store import creation, outages
 
 # MLflow's batch limits (mlflow.utils.validation): at most 100 params+tags and 1000 metrics per
 # log_batch call, and 1000 entities in all.
@@ -60,30 +61,49 @@ def configure() -> str:
     uri = tracking_uri()
     if mlflow.get_tracking_uri() != uri:
         mlflow.set_tracking_uri(uri)
-    # A tracking server that is down makes MLflow retry for minutes; a notebook cell must not
-    # wait on tracking that long. The user's own settings win.
+    # MLflow's defaults (a 120 s timeout, 7 retries with backoff) make one call to a hung server
+    # (it accepts the connection and never answers) wait for minutes, and MLflow reads these at
+    # every call, so one timeout is all a call waits: MLflow retries a read timeout like a refused
+    # connection, and each retry waits the whole timeout again. A call that did not get through
+    # marks the store down (store.outages), so the calls after it do not wait at all. The user's
+    # own settings win.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(s.http_retries))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(s.http_timeout))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     quiet_mlflow()
+    # Before MLflow's fluent API (start_run) opens it: a new SQLite store is created once.
+    creation.ensure_created(uri)
     return uri
 
 
 def quiet_mlflow() -> None:
-    """The notebook's output belongs to the user: MLflow's INFO chatter stays out of it."""
+    """The notebook's output belongs to the user: MLflow's INFO chatter stays out of it, and so
+    do the lines MLflow prints about what nbtrack reports in its own words."""
     for name in ("mlflow", "alembic"):
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() < logging.WARNING:
             logger.setLevel(logging.WARNING)
+    # MLflow logs an ERROR with a traceback for every SQLAlchemy OperationalError (a read-only or
+    # locked SQLite store) before raising it as an MlflowException, which nbtrack turns into one
+    # sentence: the log line would say it twice, the second time as a traceback.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    # A run ended against a tracking server prints "🏃 View run ... at: ..." and "🧪 View
+    # experiment at: ..." to stdout, after one more request to the server; nbtrack's run card
+    # links the run. MLflow's documented switch; the user's own setting wins.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def client(uri: str | None = None) -> MlflowClient:
     uri = uri or tracking_uri()
-    with _lock:
-        c = _clients.get(uri)
-        if c is None:
-            c = _clients[uri] = MlflowClient(tracking_uri=uri)
-        return c
+    c = _clients.get(uri)
+    if c is None:
+        quiet_mlflow()  # creating a store logs MLflow's INFO lines
+        creation.ensure_created(uri)  # outside _lock: it may wait for another process
+        with _lock:
+            c = _clients.get(uri)
+            if c is None:
+                c = _clients[uri] = MlflowClient(tracking_uri=uri)
+    return c
 
 
 def server_url(uri: str | None = None) -> str | None:
@@ -93,22 +113,49 @@ def server_url(uri: str | None = None) -> str | None:
 
 
 @contextlib.contextmanager
-def translated(operation: str) -> Iterator[None]:
-    """Turn MLflow's exceptions into nbtrack's, saying which operation failed."""
+def translated(operation: str, uri: str | None = None, *, fail_fast: bool = True) -> Iterator[None]:
+    """Turn MLflow's exceptions into nbtrack's, saying which operation failed.
+
+    Against a tracking server, a store known to be down (store.outages) fails at once, before
+    the block runs (unless ``fail_fast`` is False: the block has local work to do on its way to
+    the server); a block that times out or is refused marks it down.
+    """
+    uri = uri or tracking_uri()
+    remote = uri.startswith(("http://", "https://"))
+    if remote and fail_fast:
+        outages.check(uri, operation, _safe_uri(uri))
     try:
         yield
     except MlflowException as e:
-        raise _translate(operation, e) from e
+        down = outages.failed(uri, e, operation, _safe_uri(uri)) if remote else None
+        if remote and down is None:
+            outages.succeeded(uri)  # it answered, if only to refuse
+        raise (down or _translate(operation, e, uri)) from e
     except OSError as e:  # disk full, permission denied, unreachable server at socket level
-        raise StoreError(operation, str(e) or type(e).__name__, _safe_uri()) from e
+        down = outages.failed(uri, e, operation, _safe_uri(uri)) if remote else None
+        raise (down or StoreError(operation, str(e) or type(e).__name__, _safe_uri(uri))) from e
+    if remote:
+        outages.succeeded(uri)
 
 
-def _translate(operation: str, e: MlflowException) -> Exception:
+def unreachable(uri: str | None = None) -> bool:
+    """Whether calls to the store (default: nbtrack's) fail at once now: its server did not
+    answer a moment ago (store.outages). Costs a dict lookup; never makes a request."""
+    return outages.unreachable(uri or tracking_uri())
+
+
+def outage(uri: str | None = None) -> outages.Outage | None:
+    """What this process knows of the store's outage (default: nbtrack's store): since when,
+    why, how many calls waited and how many failed at once; None when its last call succeeded."""
+    return outages.outage(uri or tracking_uri())
+
+
+def _translate(operation: str, e: MlflowException, uri: str | None = None) -> Exception:
     code = getattr(e, "error_code", "")
     message = _first_line(e.message if hasattr(e, "message") else str(e))
     if code == "PERMISSION_DENIED":
         message = "permission denied by the tracking server"
-    return StoreError(operation, message, _safe_uri())
+    return StoreError(operation, message, _safe_uri(uri))
 
 
 def _first_line(text: str) -> str:
@@ -116,11 +163,11 @@ def _first_line(text: str) -> str:
     return line[:300]
 
 
-def _safe_uri() -> str:
+def _safe_uri(uri: str | None = None) -> str:
     """The store's address for an error message: scheme, host and path, never the userinfo or
     query, where credentials live (store sits below capture's redaction, so it drops them)."""
     try:
-        uri = tracking_uri()
+        uri = uri or tracking_uri()
         if "://" not in uri:
             return uri
         parts = urlsplit(uri)

@@ -71,7 +71,7 @@ def _safe(uri: str) -> str:
 def store_log(uri: str, run_id: str, path: Path, artifact: str) -> None:
     """Store the local file ``path`` as the run's artifact ``artifact``."""
     folder, _, _ = artifact.rpartition("/")
-    with translated("store the metric log"):
+    with translated("store the metric log", uri):
         client(uri).log_artifact(run_id, str(path), folder or None)
 
 
@@ -82,7 +82,7 @@ def run_status(uri: str, run_id: str) -> str | None:
     except MlflowException as e:
         if _gone(e) or getattr(e, "error_code", "") == "INVALID_PARAMETER_VALUE":
             return None
-        with translated("read run"):
+        with translated("read run", uri):
             raise
     if run.info.lifecycle_stage == "deleted":
         return None
@@ -95,7 +95,7 @@ def close_run(
     """End the run with ``status`` at ``end_time`` (ms; the cell's real end, not now)."""
     assert status in TERMINAL
     c = client(uri)
-    with translated("end the run"):
+    with translated("end the run", uri):
         if reason:
             c.set_tag(run_id, record.TAG_KILLED_REASON, reason)
         c.set_terminated(run_id, status, end_time=end_time)

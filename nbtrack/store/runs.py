@@ -171,7 +171,7 @@ def log_metric_points(
     """
     c = client(uri or None)
     metrics = [Metric(k, v, ts, step) for k, v, ts, step in points]
-    with translated("log metrics"):
+    with translated("log metrics", uri or None):
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
             c.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], synchronous=True)
 
@@ -184,7 +184,11 @@ def end_run(run_id: str, status: str, defer: bool = False) -> None:
     active run. MLflow's public way to pop it is ``end_run`` itself, with status RUNNING.
     """
     user_runs.closed(run_id)
-    with translated("end the run"):
+    # Not failed fast when the store is known down: MLflow's fluent end_run takes the run off
+    # this process's active-run stack only on its way to the request, and a run left on it
+    # would refuse every later tracked cell ("is still active"). So a run's end waits one
+    # timeout at most, even during an outage.
+    with translated("end the run", fail_fast=False):
         while (active := mlflow.active_run()) is not None:
             current = active.info.run_id
             user_runs.original_end_run("RUNNING" if defer and current == run_id else status)

@@ -1,0 +1,246 @@
+"""nbtrack against a real ``mlflow server`` on 127.0.0.1: a hung server (SIGSTOP) costs one
+bounded wait per outage (store.outages), and MLflow's own chatter stays out of cell output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.support import execute
+
+MLFLOW_LOG_LINE = re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, template_db):
+    """``mlflow server`` on a free loopback port, with its own SQLite store and artifacts."""
+    base = tmp_path_factory.mktemp("server")
+    db = base / "mlflow.db"
+    shutil.copy(template_db, db)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", f"sqlite:///{db}", "--workers", "1"]
+    cmd += ["--default-artifact-root", str(base / "artifacts")]
+    log = (base / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("mlflow server did not start:\n" + (base / "server.log").read_text())
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield {"url": url, "proc": proc}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # a test that failed while it was stopped
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _env(url: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NBTRACK_"))}
+    env.update(
+        NBTRACK_TRACKING_URI=url,
+        MLFLOW_TRACKING_URI=url,
+        NBTRACK_STATE_DIR=str(tmp_path / "state"),
+    )
+    return env
+
+
+HUNG = """
+import dataclasses, json, os, sys, time
+import nbtrack
+from nbtrack import store
+from nbtrack.errors import NbtrackError
+
+stalled, resumed = sys.argv[1], sys.argv[2]
+report = {}
+
+def outage():
+    o = store.outage()
+    return dataclasses.asdict(o) if o else None
+
+def block(name):
+    try:
+        with nbtrack.run(experiment="hung"):
+            pass
+        return "FINISHED"
+    except NbtrackError as e:
+        return f"{type(e).__name__}: {e}"
+
+report["first"] = block("first")  # the server accepts the connection and never answers
+report["first_outage"] = outage()
+report["second"] = block("second")  # known down: fails at once
+report["second_outage"] = outage()
+report["unreachable"] = store.unreachable()
+open(stalled, "w").close()
+
+while not os.path.exists(resumed):  # the test resumes the server
+    time.sleep(0.01)
+deadline = time.monotonic() + 300
+while store.unreachable() and time.monotonic() < deadline:  # the backoff window ends
+    time.sleep(0.05)
+report["third"] = block("third")  # the probe gets through: the outage is over
+report["third_outage"] = outage()
+print(json.dumps(report))
+"""
+
+
+def test_a_hung_server_costs_one_timeout_and_then_fails_fast_until_it_answers(server, tmp_path):
+    script = tmp_path / "hung.py"
+    script.write_text(HUNG)
+    stalled, resumed = tmp_path / "stalled", tmp_path / "resumed"
+    proc = server["proc"]
+    os.killpg(proc.pid, signal.SIGSTOP)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, str(script), str(stalled), str(resumed)],
+            env=_env(server["url"], tmp_path),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 300
+        while not stalled.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    resumed.touch()
+    try:
+        out, err = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err[-3000:]
+    report = json.loads(out.strip().splitlines()[-1])
+
+    # one call went to the hung server and waited (one timeout: no retries)...
+    assert report["first"].startswith("StoreUnreachable: "), report
+    assert "no answer within 5 s" in report["first"]
+    assert report["first_outage"]["failures"] == 1
+    assert report["first_outage"]["fast_failures"] == 0
+    # ...the next tracked block made no request at all
+    assert report["second"].startswith("StoreUnreachable: "), report
+    assert "tries it again in" in report["second"]
+    assert report["second_outage"]["failures"] == 1
+    assert report["second_outage"]["fast_failures"] == 1
+    assert report["unreachable"] is True
+    # said once, in one line, without credentials or a traceback
+    said = [line for line in err.splitlines() if "is unreachable" in line]
+    assert said == [
+        f"nbtrack:0: NbtrackWarning: the tracking store at {server['url']} is unreachable (no "
+        "answer within 5 s); nbtrack's calls to it fail at once until it answers again (next "
+        "try in 10 s)"
+    ], err[-3000:]
+    assert "Traceback" not in err
+    # the server answers again: the next block after the window is recorded, the outage over
+    assert report["third"] == "FINISHED", report
+    assert report["third_outage"] is None
+
+
+def _chatter_notebook(path: Path, cell: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext nbtrack"),
+        nbformat.v4.new_code_cell(cell),
+        nbformat.v4.new_code_cell("print('after')"),
+    ]
+    nbformat.write(nb, path)
+    return path
+
+
+def _all_output(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.extend(str(v) for v in out.get("data", {}).values())
+            parts.extend(out.get("traceback", []))
+    return "\n".join(parts)
+
+
+def test_a_tracked_cell_against_a_server_shows_no_mlflow_chatter(server, tmp_path):
+    from mlflow import MlflowClient
+
+    nb_path = _chatter_notebook(
+        tmp_path / "chatter.ipynb",
+        "%%track --experiment chatter\nimport mlflow\nmlflow.log_metric('m', 1.0)\nx = 1",
+    )
+    env = {**_env(server["url"], tmp_path), "NBTRACK_CARD": "0", "NBTRACK_LIVE": "0"}
+    nb = execute(nb_path, tmp_path, env=env)
+    text = _all_output(nb)
+    assert "View run" not in text and "View experiment" not in text, text
+    assert not MLFLOW_LOG_LINE.search(text), text
+    assert "untracked" not in text, text
+    client = MlflowClient(tracking_uri=server["url"])
+    exp = client.get_experiment_by_name("chatter")
+    runs = client.search_runs([exp.experiment_id])
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    assert runs[0].data.metrics["m"] == 1.0
+
+
+def _make_read_only(path: Path) -> bool:
+    """Read-only for this process: chmod, unless we are root (root writes anyway), then the
+    immutable attribute, which root too must respect; False when neither is possible."""
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        return True
+    if shutil.which("chattr") is None:
+        return False
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+def test_a_read_only_store_says_so_in_nbtrack_words_without_mlflow_log_lines(tmp_path, template_db):
+    db = tmp_path / "store" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(template_db, db)
+    if not _make_read_only(db):
+        pytest.skip("cannot make a file read-only for root here (no chattr +i)")
+    try:
+        uri = f"sqlite:///{db}"
+        env = {**_env(uri, tmp_path), "NBTRACK_CARD": "0", "NBTRACK_LIVE": "0"}
+        nb_path = _chatter_notebook(tmp_path / "ro.ipynb", "%%track\nx = 1")
+        nb = execute(nb_path, tmp_path, env=env)
+        text = _all_output(nb)
+        assert "this cell runs untracked" in text, text  # nbtrack's one sentence
+        assert "readonly database" in text or "read-only" in text, text
+        assert not MLFLOW_LOG_LINE.search(text), text
+        assert "Traceback" not in text, text
+        assert "after" in text
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(db)], check=False)
+        else:
+            db.chmod(0o644)
