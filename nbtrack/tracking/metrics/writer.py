@@ -67,6 +67,9 @@ END_WAIT = 1.0  # seconds a run's end waits for MLflow before the sender finishe
 EXIT_WAIT = 1.0  # seconds the process's exit waits for MLflow before a catch-up takes over
 
 
+_COUNTERS = "logged sent failed requeued recovered blocked blocked_ms disk_errors".split()
+
+
 class MetricWriter:
     def __init__(
         self,
@@ -151,6 +154,7 @@ class MetricWriter:
         """Counters for benchmarks and tests: logged, sent, queued, blocked, processes..."""
         s = self.sender
         return {
+            **dict.fromkeys(_COUNTERS, 0),  # a counter nothing has counted yet reads 0
             **self._stats,
             **s.stats,
             "queued": len(self._queue) + len(self._unwritten),
