@@ -53,6 +53,7 @@ TAG_NOTEBOOK_SNAPSHOT = "nbtrack.notebook.snapshot"
 TAG_NOTEBOOK_FOUND = "nbtrack.notebook"
 TAG_NOTEBOOK_OUTPUT = "nbtrack.notebook.output"
 TAG_KILLED_REASON = "nbtrack.killed_reason"
+TAG_METRICS_THINNED = "nbtrack.metrics.thinned"
 TAG_EXPERIMENT = "nbtrack.experiment"
 TAG_REPRO_OF = "nbtrack.repro.of"
 TAG_REPRO_CELL = "nbtrack.repro.cell"
@@ -143,6 +144,12 @@ CONTRACT: tuple[Field, ...] = (
         "what was changed (redacted, widget state removed)",
     ),
     Field(TAG_KILLED_REASON, "tag", "why a run was marked killed"),
+    Field(
+        TAG_METRICS_THINNED,
+        "tag",
+        "set when MLflow got a thinned copy of the metrics (NBTRACK_MLFLOW_METRICS=thin): "
+        "'lttb 1/N'; every point is in the metric log artifact",
+    ),
     Field(TAG_EXPERIMENT, "tag", "the experiment a registered version's run belongs to"),
     Field(
         TAG_REPRO_OF,

@@ -17,6 +17,10 @@ User settings
   NBTRACK_QUEUE_MAX      metric points waiting for the local log before nbtrack.log blocks (1000000)
   NBTRACK_WRITERS        writer processes heavy metric logging may start (default 2; 0: the
                          kernel's writer thread writes everything)
+  NBTRACK_MLFLOW_METRICS "all" (default): MLflow gets every metric point; "thin": about one point
+                         in 100 per key (LTTB; each 1,000 points' first, last, min, max and
+                         non-finite values kept), "thin:N" one in N; every point stays in the
+                         run's Parquet artifact, which nbtrack's readers use
   NBTRACK_HTTP_TIMEOUT   seconds a request to a tracking server may wait for an answer (default 5;
                          one hung call costs this once per outage: store.outages)
   NBTRACK_HTTP_RETRIES   retries of a failed request to a tracking server (default 0: MLflow
@@ -102,6 +106,8 @@ class Settings:
     writers: int = 2
     grid_fork: bool = True
     end_wait: float = 1.0  # seconds a run's end waits for MLflow before it is ended later
+    # MLflow gets one metric point in this many (1: all); None: NBTRACK_MLFLOW_METRICS is not valid
+    metric_thin: int | None = 1
 
 
 def _seconds(name: str, default: float) -> float:
@@ -153,7 +159,23 @@ def current() -> Settings:
         writers=max(0, _int("NBTRACK_WRITERS", 2)),
         end_wait=_seconds("NBTRACK_END_WAIT", 1.0),
         grid_fork=_flag("NBTRACK_GRID_FORK", True),
+        metric_thin=_thin(env.get("NBTRACK_MLFLOW_METRICS")),
     )
+
+
+THIN_DEFAULT = 100  # NBTRACK_MLFLOW_METRICS=thin: about one point in 100 per key reaches MLflow
+
+
+def _thin(raw: str | None) -> int | None:
+    value = (raw or "").strip().lower()
+    if value in ("", "all"):
+        return 1
+    if value == "thin":
+        return THIN_DEFAULT
+    name, _, n = value.partition(":")
+    if name == "thin" and n.strip().isdigit() and int(n) >= 2:
+        return int(n)
+    return None  # said at the run's start, where the user can act on it
 
 
 def _seeds(raw: str | None) -> dict[str, int]:

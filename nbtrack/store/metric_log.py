@@ -6,7 +6,8 @@ directory, before MLflow sees them; MLflow catches up from these files in the ba
 
 Layout, per run (``<state>/metrics/<run_id>/``)::
 
-    run.json                  {"uri": store, "run_id": ...}: where the points go
+    run.json                  {"uri": store, "run_id": ..., "thin": N}: where the points go, and
+                              whether MLflow gets one point in N (NBTRACK_MLFLOW_METRICS=thin)
     <ns>-<pid>.arrow          points not yet all in MLflow (one file per write, never changed)
     sent/<ns>-<pid>.arrow     points MLflow holds (kept until the run's artifact is stored)
     end.json                  {"status", "end_time"}: the outcome, applied after the last point
@@ -116,12 +117,12 @@ def read_json(path: Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def open_run(state_dir: Path, run_id: str, uri: str) -> Path:
+def open_run(state_dir: Path, run_id: str, uri: str, thin: int = 1) -> Path:
     """Create a run's log folder (once) naming the store its points go to."""
     d = run_dir(state_dir, run_id)
     if not (d / RUN_FILE).is_file():
         (d / SENT_DIR).mkdir(parents=True, exist_ok=True)
-        write_json(d / RUN_FILE, {"uri": uri, "run_id": run_id})
+        write_json(d / RUN_FILE, {"uri": uri, "run_id": run_id, "thin": thin})
     return d
 
 

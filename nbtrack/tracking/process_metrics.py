@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from nbtrack import logs, settings
-from nbtrack.errors import warn
+from nbtrack.errors import UsageError, warn
 from nbtrack.store import metric_log
 from nbtrack.tracking.metrics.writer import MetricWriter
 
@@ -67,3 +68,12 @@ def wait_caught_up(run_ids: Sequence[str], timeout: float = 600.0) -> list[str]:
             writer().sender.wait(min(5.0, max(0.0, deadline - time.monotonic())), left)
         else:
             time.sleep(0.2)
+
+
+def check_thin(s: settings.Settings) -> None:
+    """NBTRACK_MLFLOW_METRICS, said at a run's start (where the user can act on it)."""
+    if s.metric_thin is None:
+        raise UsageError(
+            f"NBTRACK_MLFLOW_METRICS={os.environ.get('NBTRACK_MLFLOW_METRICS')!r} is not a choice",
+            "set it to all, thin (one point in 100 to MLflow) or thin:N",
+        )

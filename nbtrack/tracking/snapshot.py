@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nbtrack import logs
+from nbtrack import logs, settings
 from nbtrack import record as R
 from nbtrack.capture import data as datacap
 from nbtrack.capture import environment, redact
@@ -42,6 +42,9 @@ def run_tags(
         tags[R.TAG_NOTEBOOK_FOUND] = src.found
     if src.output:
         tags[R.TAG_NOTEBOOK_OUTPUT] = src.output
+    thin = settings.current().metric_thin
+    if thin and thin > 1:  # the metric log's sender thins what MLflow gets (tracking.metrics)
+        tags[R.TAG_METRICS_THINNED] = f"lttb 1/{thin}"
     tags.update(git_tags(gitstate))
     tags.update({k: redact.redact_text(str(v)) for k, v in spec.tags.items()})
     tags.update(runner_tags)

@@ -272,6 +272,7 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     that fails raises StoreError: the adapter decides whether the work goes on untracked.
     """
     s = settings.current()
+    process_metrics.check_thin(s)
     global _exit_hooked
     if not process_metrics.caught_up:  # once a process: what ended processes left goes out
         catch_up()

@@ -10,6 +10,7 @@ from pathlib import Path
 from nbtrack import logs, store
 from nbtrack.errors import StoreError
 from nbtrack.store import metric_log
+from nbtrack.tracking.metrics import thinning
 
 _log = logs.get(__name__)
 
@@ -21,13 +22,14 @@ class Range:
     path: str  # the log file (pending; renamed into sent/ once every range of it is stored)
     start: int
     stop: int
+    thin: int = 1  # MLflow gets about one point in this many of the range (thinning.py)
 
     @property
     def rows(self) -> int:
         return self.stop - self.start
 
     def wire(self) -> tuple:
-        return (self.uri, self.run_id, self.path, self.start, self.stop)
+        return (self.uri, self.run_id, self.path, self.start, self.stop, self.thin)
 
     @classmethod
     def from_wire(cls, wire: tuple) -> Range:
@@ -62,7 +64,8 @@ _last = _LastFile()
 def points(job: Range) -> list[tuple[str, float, int, int]]:
     keys, values, stamps, steps = _last.columns(job.path)
     a, b = job.start, job.stop
-    return list(zip(keys[a:b], values[a:b], stamps[a:b], steps[a:b], strict=True))
+    pts = list(zip(keys[a:b], values[a:b], stamps[a:b], steps[a:b], strict=True))
+    return thinning.thin(pts, job.thin) if job.thin > 1 else pts
 
 
 def send_range(job: Range) -> tuple[str | None, str]:

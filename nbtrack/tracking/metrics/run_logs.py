@@ -34,7 +34,8 @@ class RunLog:
     end: dict | None = None
     finishing: bool = False
     logged: int = 0  # points in its log files
-    sent: int = 0  # of those, stored in MLflow
+    sent: int = 0  # of those, stored in MLflow (or, thinned, handled: thinning.py)
+    thin: int = 1  # MLflow gets about one point in this many (NBTRACK_MLFLOW_METRICS)
 
 
 def adopt(state_dir: Path, known: set[str]) -> list[RunLog]:
@@ -50,16 +51,22 @@ def adopt(state_dir: Path, known: set[str]) -> list[RunLog]:
         if not doc or not d.is_dir():
             metric_log.release(fd)  # finished meanwhile, or not ours to read
             continue
-        run = RunLog(doc["run_id"], doc["uri"], d, fd, adopted=True)
+        run = RunLog(doc["run_id"], doc["uri"], d, fd, adopted=True, thin=_thin(doc))
         run.end = metric_log.read_json(d / metric_log.END_FILE)
         run.sent = run.logged = sum(metric_log.rows(p) for p in metric_log.sent_files(d))
         runs.append(run)
     return runs
 
 
+def _thin(doc: dict) -> int:
+    thin = doc.get("thin", 1)
+    return thin if isinstance(thin, int) and thin > 1 else 1
+
+
 def store_artifact(run: RunLog, state_dir: Path) -> None:
-    """The whole log as the run's Parquet artifact (runs of ARTIFACT_MIN_POINTS or more)."""
-    if run.logged < ARTIFACT_MIN_POINTS:
+    """The whole log as the run's Parquet artifact (runs of ARTIFACT_MIN_POINTS or more, and
+    every thinned run: MLflow does not hold all its points)."""
+    if run.logged < ARTIFACT_MIN_POINTS and run.thin == 1:
         return
     table = metric_log.read_run(run.dir)
     if table is None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from nbtrack import logs
+from nbtrack import logs, settings
 from nbtrack.store import metric_log
 from nbtrack.tracking.metrics import run_logs
 from nbtrack.tracking.metrics.answers import Answers
@@ -69,15 +69,17 @@ class Sender(Answers):
         with self._cond:
             run = self._runs.get(run_id)
             if run is None:
-                d = metric_log.open_run(self.state_dir, run_id, uri)
+                # as the run's start tag says (tracking.snapshot): read when it started
+                thin = settings.current().metric_thin or 1
+                d = metric_log.open_run(self.state_dir, run_id, uri, thin)
                 fd = metric_log.hold(d / metric_log.OWNER_LOCK)
-                run = self._runs[run_id] = RunLog(run_id, uri, d, fd)
+                run = self._runs[run_id] = RunLog(run_id, uri, d, fd, thin=thin)
             return run
 
     def add_file(self, run: RunLog, path: Path, rows: int) -> None:
         """A new log file of ``run``: queue its ranges."""
         jobs = [
-            Range(run.uri, run.run_id, str(path), a, min(a + CHUNK, rows))
+            Range(run.uri, run.run_id, str(path), a, min(a + CHUNK, rows), run.thin)
             for a in range(0, rows, CHUNK)
         ]
         with self._cond:

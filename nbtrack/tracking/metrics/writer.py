@@ -67,7 +67,16 @@ END_WAIT = 1.0  # seconds a run's end waits for MLflow before the sender finishe
 EXIT_WAIT = 1.0  # seconds the process's exit waits for MLflow before a catch-up takes over
 
 
-_COUNTERS = "logged sent failed requeued recovered blocked blocked_ms disk_errors".split()
+_COUNTERS = [
+    "logged",
+    "sent",
+    "failed",
+    "requeued",
+    "recovered",
+    "blocked",
+    "blocked_ms",
+    "disk_errors",
+]
 
 
 class MetricWriter:
