@@ -36,6 +36,7 @@ class RunLog:
     logged: int = 0  # points in its log files
     sent: int = 0  # of those, stored in MLflow (or, thinned, handled: thinning.py)
     thin: int = 1  # MLflow gets about one point in this many (NBTRACK_MLFLOW_METRICS)
+    partial: bool = False  # some points went to MLflow without the log (a full disk)
 
 
 def adopt(state_dir: Path, known: set[str]) -> list[RunLog]:
@@ -66,8 +67,8 @@ def _thin(doc: dict) -> int:
 def store_artifact(run: RunLog, state_dir: Path) -> None:
     """The whole log as the run's Parquet artifact (runs of ARTIFACT_MIN_POINTS or more, and
     every thinned run: MLflow does not hold all its points)."""
-    if run.logged < ARTIFACT_MIN_POINTS and run.thin == 1:
-        return
+    if (run.logged < ARTIFACT_MIN_POINTS and run.thin == 1) or run.partial:
+        return  # a partial log is no copy of the run: readers then read MLflow's history
     table = metric_log.read_run(run.dir)
     if table is None:
         return

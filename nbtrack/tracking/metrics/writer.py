@@ -52,7 +52,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from nbtrack import logs
+from nbtrack import logs, store
 from nbtrack.logs import failures_logged
 from nbtrack.store import metric_log
 from nbtrack.tracking.metrics import catchup
@@ -76,6 +76,7 @@ _COUNTERS = [
     "blocked",
     "blocked_ms",
     "disk_errors",
+    "direct",
 ]
 
 
@@ -222,6 +223,7 @@ class MetricWriter:
                     self._deliver(run_id, points)
 
     def _write(self, run_id: str, points: list[Point]) -> bool:
+        run = None
         try:
             run = self.sender.open(run_id, self._runs.uri(run_id))
             self._seq += 1
@@ -239,13 +241,37 @@ class MetricWriter:
                 self._disk_error = f"{type(e).__name__}: {e}"
                 self._notify(
                     f"nbtrack could not write the metric log in {self._state_dir} "
-                    f"({self._disk_error}); {len(points)} points are kept in memory and written "
-                    "when it can (free some space, or set NBTRACK_STATE_DIR)"
+                    f"({self._disk_error}); until it can, metrics go straight to the tracking "
+                    "store (free some space, or set NBTRACK_STATE_DIR)"
                 )
-            return False
+            if not self._send_direct(run_id, points):
+                return False
+            if run is not None:  # its log lacks these points: no Parquet copy stands for it
+                run.partial = True
+            return True
         self._disk_error = None
         self._stats["logged"] += len(points)
         self.sender.add_file(run, path, len(points))
+        return True
+
+    def _send_direct(self, run_id: str, points: list[Point]) -> bool:
+        """The disk refused the log: send the points to MLflow from memory (as before the log
+        existed), so a full disk neither loses them nor lets memory grow. False when the store
+        refuses too: they stay in memory and both are tried again at the next write."""
+        uri = self._runs.uri(run_id)
+        try:
+            store.send_points(
+                uri, run_id, [(p[KEY], p[VALUE], p[TIMESTAMP], p[STEP]) for p in points]
+            )
+        except store.RunGone:
+            _log.warning("metric points of deleted run %s dropped (the disk is full)", run_id)
+            return True
+        except Exception:
+            _log.debug(
+                "sending %d points of %s from memory failed", len(points), run_id, exc_info=True
+            )
+            return False
+        self._stats["direct"] += len(points)
         return True
 
     def _deliver(self, run_id: str, points: list[Point]) -> None:
