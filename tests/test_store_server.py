@@ -169,6 +169,73 @@ def test_a_hung_server_costs_one_timeout_and_then_fails_fast_until_it_answers(se
     assert report["third_outage"] is None
 
 
+OUTAGE_AT_END = """
+import os, sys, time
+import nbtrack
+
+stop_now, stopped, resumed = sys.argv[1:4]
+with nbtrack.run(experiment="outage-end") as run:
+    nbtrack.log(step=0, loss=1.0)
+    assert nbtrack.flush(timeout=120)  # MLflow holds every point before the outage
+    open(stop_now, "w").close()  # the test stops the server now
+    while not os.path.exists(stopped):
+        time.sleep(0.01)
+print(run.run_id, run.status, flush=True)  # the block ended during the outage
+while not os.path.exists(resumed):
+    time.sleep(0.01)
+print(nbtrack.flush(timeout=300), flush=True)  # the kept end goes out once the server answers
+"""
+
+
+def test_a_run_ended_during_an_outage_is_ended_when_the_server_answers(server, tmp_path):
+    """The block ends while the server hangs: the script goes on (one warning), and the run is
+    FINISHED at the block's end time once the server answers: not RUNNING, not KILLED later."""
+    script = tmp_path / "end.py"
+    script.write_text(OUTAGE_AT_END)
+    stop_now, stopped, resumed = (tmp_path / n for n in ("stop-now", "stopped", "resumed"))
+    proc = server["proc"]
+    env = {**_env(server["url"], tmp_path), "NBTRACK_HTTP_TIMEOUT": "2"}
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(stop_now), str(stopped), str(resumed)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not stop_now.exists():
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        stopped.touch()
+        first = child.stdout.readline().split()  # the block is over: the run id, its status
+        before_resume = time.time()
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+    resumed.touch()
+    try:
+        out, err = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err[-3000:]
+    run_id, status = first
+    assert status == "FINISHED"  # the cell's outcome, as the script saw it
+    assert out.split() == ["True"], err[-3000:]
+    assert "did not take the end of run" in err and "ends it FINISHED" in err, err[-3000:]
+    from mlflow import MlflowClient
+
+    run = MlflowClient(server["url"]).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.end_time <= before_resume * 1000  # the block's end, not when it was sent
+    assert [m.value for m in MlflowClient(server["url"]).get_metric_history(run_id, "loss")] == [
+        1.0
+    ]
+
+
 def _chatter_notebook(path: Path, cell: str) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [

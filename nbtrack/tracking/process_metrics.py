@@ -77,3 +77,14 @@ def check_thin(s: settings.Settings) -> None:
             f"NBTRACK_MLFLOW_METRICS={os.environ.get('NBTRACK_MLFLOW_METRICS')!r} is not a choice",
             "set it to all, thin (one point in 100 to MLflow) or thin:N",
         )
+
+
+def end_later(run_id: str, uri: str, status: str, ended: float, error: Exception) -> None:
+    """MLflow did not take a run's end (an outage): it is kept with the run's metric log and
+    sent when the store answers (by this process, else by a catch-up or the next one), so the
+    run ends with its own status and time rather than KILLED by the orphan check."""
+    writer().sender.end(run_id, status, int(ended * 1000), refused_by=uri)
+    warn(
+        f"the tracking store did not take the end of run {run_id} ({error}); nbtrack ends it "
+        f"{status} when the store answers"
+    )

@@ -5,6 +5,9 @@ The adapters (the ``%%track`` magic, ``nbtrack.run()``) describe what the user a
 follows the run-record contract of DESIGN.md. It knows nothing of IPython.
 """
 
+# Over 400 lines: one run's whole life (start, log, finish, the script form) reads best in one
+# place; its snapshot, names, orphans and metrics already live in their own modules.
+
 from __future__ import annotations
 
 import atexit
@@ -21,7 +24,7 @@ from nbtrack import record as R
 from nbtrack.capture import data as datacap
 from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
-from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError
+from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
 from nbtrack.logs import failures_logged
 from nbtrack.store import metric_log
 from nbtrack.tracking import interrupts, names, orphans, process_metrics, snapshot
@@ -162,9 +165,7 @@ class TrackedRun:
             # MLflow refused a changed value: the user's code logged one of these keys itself.
             _log.debug("late params refused; the user's own values win", exc_info=True)
         logged = store.get_run(self.run_id).params
-        store.log_params_tags(
-            self.run_id, params={k: v for k, v in late.items() if k not in logged}
-        )
+        store.log_params_tags(self.run_id, params={k: late[k] for k in late if k not in logged})
         self.params.update({**late, **logged})
         return {k: late[k] for k in late if k in logged and logged[k] != late[k]}
 
@@ -200,17 +201,18 @@ class TrackedRun:
             if self in _stack:
                 _stack.remove(self)
             try:
-                # The cell ends when its code ends: MLflow gets about a second to hold every
-                # point; else the run stays RUNNING and is ended, with this status and end
-                # time, once its last point is in (tracking/metrics/sender.py).
-                # The budget counts from the cell's end: what was recorded since (late params,
-                # files) is spent from it, and ending the run in MLflow needs a moment after.
+                # The cell ends when its code ends: MLflow gets about a second (from the cell's
+                # end, a moment kept for ending the run) to hold every point; else the run is
+                # ended with this status and time once its last point is in (metrics/sender).
                 budget = settings.current().end_wait - (time.time() - self.ended) - END_RESERVE
                 in_mlflow = writer().end(
                     self.run_id, status, int(self.ended * 1000), max(0.0, budget)
                 )
             finally:
-                store.end_run(self.run_id, status, defer=not in_mlflow)
+                try:
+                    store.end_run(self.run_id, status, defer=not in_mlflow)
+                except StoreError as e:  # an outage: the sender ends it when the store answers
+                    process_metrics.end_later(self.run_id, self.uri, status, self.ended, e)
 
     @property
     def catching_up(self) -> tuple[int, int] | None:
@@ -393,7 +395,10 @@ def tracked(spec: RunSpec, src: Source) -> Iterator[TrackedRun]:
         run.finish("FAILED", e)
         raise
     else:
-        run.finish("FINISHED")
+        try:
+            run.finish("FINISHED")
+        except StoreError as e:  # the block's work is done: an outage must not fail the script
+            warn(f"run {run.run_id} may be incomplete: {e}")
 
 
 def script_source(path: str | None) -> Source:

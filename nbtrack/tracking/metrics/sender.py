@@ -110,15 +110,19 @@ class Sender(Answers):
             self._start()
         return adopted
 
-    def end(self, run_id: str, status: str, end_time: int) -> bool:
+    def end(self, run_id: str, status: str, end_time: int, refused_by: str | None = None) -> bool:
         """The run ended with ``status`` at ``end_time`` (ms). True when MLflow already holds
         every point (the caller ends the run itself, now); else the end is kept (end.json) and
-        the run is ended by whoever sends its last point."""
+        the run is ended by whoever sends its last point. ``refused_by``: the store that did not
+        take the end (an outage): kept too, and sent when it answers."""
+        if refused_by is not None:
+            self.open(run_id, refused_by)
+            self._start()
         with self._cond:
             run = self._runs.get(run_id)
             if run is None:
                 return True
-            if not run.files:
+            if not run.files and refused_by is None:
                 self._runs.pop(run_id)
                 done = run
             else:
