@@ -11,6 +11,7 @@ Layout, per run (``<state>/metrics/<run_id>/``)::
     <ns>-<pid>.arrow          points not yet all in MLflow (one file per write, never changed)
     sent/<ns>-<pid>.arrow     points MLflow holds (kept until the run's artifact is stored)
     end.json                  {"status", "end_time"}: the outcome, applied after the last point
+    partial                   (empty) some points went to MLflow without this log: no artifact
     owner.lock                flock held by the process that logs the run (free: it is gone)
 
 A file appears whole or not at all (written under a temporary name, fsynced, renamed), so a
@@ -42,6 +43,7 @@ except ImportError:  # Windows: no owner locks; a run's log is only caught up by
 
 COLUMNS = ("key", "step", "timestamp", "value")
 RUN_FILE, END_FILE, OWNER_LOCK, SENT_DIR = "run.json", "end.json", "owner.lock", "sent"
+PARTIAL = "partial"  # some points went to MLflow without this log (a full disk)
 
 
 def prepare() -> None:
@@ -129,6 +131,13 @@ def open_run(state_dir: Path, run_id: str, uri: str, thin: int = 1) -> Path:
         (d / SENT_DIR).mkdir(parents=True, exist_ok=True)
         write_json(d / RUN_FILE, {"uri": uri, "run_id": run_id, "thin": thin})
     return d
+
+
+def mark_partial(d: Path) -> None:
+    """Say in run folder ``d`` that the log lacks some points (for whoever adopts it). An empty
+    file needs no data block, so a full disk usually still takes it."""
+    with contextlib.suppress(OSError):
+        (d / PARTIAL).touch()
 
 
 def write_points(

@@ -53,6 +53,7 @@ def adopt(state_dir: Path, known: set[str]) -> list[RunLog]:
             metric_log.release(fd)  # finished meanwhile, or not ours to read
             continue
         run = RunLog(doc["run_id"], doc["uri"], d, fd, adopted=True, thin=_thin(doc))
+        run.partial = (d / metric_log.PARTIAL).exists()
         run.end = metric_log.read_json(d / metric_log.END_FILE)
         run.sent = run.logged = sum(metric_log.rows(p) for p in metric_log.sent_files(d))
         runs.append(run)

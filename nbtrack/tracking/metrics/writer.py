@@ -174,8 +174,7 @@ class MetricWriter:
         }
 
     def progress(self, run_id: str) -> tuple[int, int] | None:
-        """(points in MLflow, points logged) of a run MLflow is still catching up; None when
-        it holds them all."""
+        """(points in MLflow, points logged) of a run MLflow is still catching up, or None."""
         return self.sender.progress(run_id)
 
     # -- the log thread --------------------------------------------------------------------
@@ -246,8 +245,9 @@ class MetricWriter:
                 )
             if not self._send_direct(run_id, points):
                 return False
-            if run is not None:  # its log lacks these points: no Parquet copy stands for it
+            if run is not None and not run.partial:  # no Parquet copy stands for this run
                 run.partial = True
+                metric_log.mark_partial(run.dir)
             return True
         self._disk_error = None
         self._stats["logged"] += len(points)
