@@ -75,3 +75,16 @@ def outputs_text(cell) -> str:
         if out.get("output_type") == "error":
             parts.append(f"{out['ename']}: {out['evalue']}")
     return "\n".join(parts)
+
+
+def code_notebook(path: Path, cells: list[str]) -> Path:
+    """Write a Python 3 notebook of these code cells to ``path``."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from support import all_runs
+from support import all_runs, code_notebook
 
 
 @pytest.fixture(autouse=True)
@@ -69,16 +69,7 @@ def cpu_hogs(n: int = 2):
 LOOP = f"for i in range({N}):\n    nbtrack.log(step=i, loss=1.0 / (i + 1))\n"
 
 
-def notebook(path: Path, cells: list[str]) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
+notebook = code_notebook
 
 
 def test_papermill_with_cpu_hogs_keeps_every_point_and_finishes(store, client, tmp_path):
@@ -367,3 +358,43 @@ def test_a_second_interrupt_while_the_run_ends_is_quiet(store, client, tmp_path)
     assert len(logged) > 100_000
     [later] = all_runs(client, "after")
     assert wait_for_end(client, later.info.run_id, 10) == "FINISHED"
+
+
+def test_the_card_follows_the_catch_up_in_a_frontend(store, client, tmp_path):
+    """In a frontend (JupyterLab's session variable set, as jupyter_server does) the card that
+    says "catching up" is redrawn through its display id, and loses that line once MLflow holds
+    every point."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(tmp_path), env={**os.environ, "JPY_SESSION_NAME": str(tmp_path)})
+    kc = km.client()
+    kc.start_channels()
+    messages: list[dict] = []
+    try:
+        kc.wait_for_ready(timeout=120)
+        kc.execute_interactive("%load_ext nbtrack", timeout=120, output_hook=lambda m: None)
+        cell = f"%%track --experiment card --no-live\nimport nbtrack\n{LOOP}"
+        reply = kc.execute_interactive(cell, timeout=600, output_hook=messages.append)
+        assert reply["content"]["status"] == "ok"
+
+        def text(msg: dict) -> str:
+            return msg["content"].get("data", {}).get("text/plain", "")
+
+        [first] = [m for m in messages if "nbtrack run" in text(m)]
+        assert first["msg_type"] == "display_data" and "catching up" in text(first)
+        display_id = first["content"]["transient"]["display_id"]
+        deadline = time.monotonic() + 600
+        while True:  # the updates arrive on iopub after the cell's reply
+            msg = kc.get_iopub_msg(timeout=max(1.0, deadline - time.monotonic()))
+            if msg["msg_type"] != "update_display_data":
+                continue
+            assert msg["content"]["transient"]["display_id"] == display_id
+            if "catching up" not in text(msg):
+                break
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    assert "FINISHED" in text(msg)
+    [run] = all_runs(client, "card")
+    assert wait_for_end(client, run.info.run_id, N) == "FINISHED"

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support import NOTEBOOKS, ROOT, all_runs, artifact_text, execute
+from support import NOTEBOOKS, ROOT, all_runs, artifact_text, code_notebook, execute
 
 import nbtrack
 from nbtrack.errors import CannotReproduce, NotFound, UsageError
@@ -51,18 +51,8 @@ def _original(name: str, folder: Path, parameters=None, env=None) -> Path:
 
 def _written(folder: Path, name: str, cells: list[str]) -> Path:
     """A notebook of code cells, run as papermill would (see _original)."""
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    nbformat.write(nb, path)
+    path = code_notebook(folder / name, cells)
     result = runner.execute(path, folder / "out" / name, timeout=300)
     assert result.success, result.message + "\n" + result.log[-2000:]
     return path

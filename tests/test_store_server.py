@@ -76,6 +76,26 @@ def _env(url: str, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _script(script: Path, args: list[Path], env: dict[str, str]) -> subprocess.Popen:
+    """The script in a child process, its output piped (read by the test as it goes)."""
+    cmd = [sys.executable, str(script), *map(str, args)]
+    return subprocess.Popen(
+        cmd, env=env, cwd=script.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finished(child: subprocess.Popen) -> tuple[str, str]:
+    """Its output once it exits (killed after 5 minutes); it must exit 0."""
+    try:
+        out, err = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err[-3000:]
+    return out, err
+
+
 HUNG = """
 import dataclasses, json, os, sys, time
 import nbtrack
@@ -122,27 +142,14 @@ def test_a_hung_server_costs_one_timeout_and_then_fails_fast_until_it_answers(se
     proc = server["proc"]
     os.killpg(proc.pid, signal.SIGSTOP)
     try:
-        child = subprocess.Popen(
-            [sys.executable, str(script), str(stalled), str(resumed)],
-            env=_env(server["url"], tmp_path),
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        child = _script(script, [stalled, resumed], _env(server["url"], tmp_path))
         deadline = time.monotonic() + 300
         while not stalled.exists() and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGCONT)
     resumed.touch()
-    try:
-        out, err = child.communicate(timeout=300)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err[-3000:]
+    out, err = _finished(child)
     report = json.loads(out.strip().splitlines()[-1])
 
     # one call went to the hung server and waited (one timeout: no retries)...
@@ -195,14 +202,7 @@ def test_a_run_ended_during_an_outage_is_ended_when_the_server_answers(server, t
     stop_now, stopped, resumed = (tmp_path / n for n in ("stop-now", "stopped", "resumed"))
     proc = server["proc"]
     env = {**_env(server["url"], tmp_path), "NBTRACK_HTTP_TIMEOUT": "2"}
-    child = subprocess.Popen(
-        [sys.executable, str(script), str(stop_now), str(stopped), str(resumed)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child = _script(script, [stop_now, stopped, resumed], env)
     try:
         deadline = time.monotonic() + 300
         while not stop_now.exists():
@@ -215,13 +215,7 @@ def test_a_run_ended_during_an_outage_is_ended_when_the_server_answers(server, t
     finally:
         os.killpg(proc.pid, signal.SIGCONT)
     resumed.touch()
-    try:
-        out, err = child.communicate(timeout=300)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err[-3000:]
+    out, err = _finished(child)
     run_id, status = first
     assert status == "FINISHED"  # the cell's outcome, as the script saw it
     assert out.split() == ["True"], err[-3000:]

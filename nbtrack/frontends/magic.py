@@ -21,7 +21,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbtrack import settings
 from nbtrack.errors import NbtrackError, StoreError, UserError, warn
-from nbtrack.frontends import cell_code
+from nbtrack.frontends import card_updates, cell_code
 from nbtrack.frontends.cell_code import PREFIX, is_track, transform
 from nbtrack.frontends.track_line import HELP, CellOptions, config_update, parse_line
 from nbtrack.logs import failures_logged
@@ -95,7 +95,7 @@ def _finish(run, status: str, error: BaseException | None) -> NbtrackError | Non
     refused = _register(run, cell.register) if status == "FINISHED" else None
     if cell.card and settings.current().card:
         try:
-            _display_card(_card(run))
+            card_updates.show(_card(run), lambda: run.catching_up)
         except Exception:
             _log.debug("drawing the run card failed", exc_info=True)
     return refused
