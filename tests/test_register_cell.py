@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
 from support import all_runs, outputs_text
 
-from nbtrack import settings
 from nbtrack.frontends import magic, track_line
 
 TRAIN = """\
@@ -22,15 +20,11 @@ mlflow.log_metric("val_acc", {acc})
 
 
 @pytest.fixture
-def shell(store, monkeypatch):
+def shell(shell, monkeypatch):
+    """conftest's in-process shell, without the card and live curves (read at each cell)."""
     monkeypatch.setenv("NBTRACK_CARD", "0")
     monkeypatch.setenv("NBTRACK_LIVE", "0")
-    ip = InteractiveShell.instance()
-    ip.run_cell("%load_ext nbtrack", store_history=True)
-    yield ip
-    ip.run_cell("%unload_ext nbtrack")
-    settings.set_session_defaults({})
-    InteractiveShell.clear_instance()
+    return shell
 
 
 def test_a_tracked_cell_registers_its_model(shell, client):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from support import code_notebook
 
 START_TIMEOUT = 180  # seconds for 8 interpreters (or kernels) to import MLflow on a busy machine
 
@@ -111,25 +112,15 @@ def test_eight_processes_starting_runs_on_a_new_store_all_record_them(tmp_path, 
 
 
 def _notebook(path: Path, go: Path, ready: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import os, time\n"
-            "import mlflow\n"
-            "from nbtrack.tracking import tracker\n"
-            f"open({str(ready)!r}, 'w').close()\n"
-            f"while not os.path.exists({str(go)!r}):\n"
-            "    time.sleep(0.002)"
-        ),
-        nbformat.v4.new_code_cell("%load_ext nbtrack"),
-        nbformat.v4.new_code_cell("%%track --experiment together\nx = 1"),
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
+    barrier = (
+        "import os, time\n"
+        "import mlflow\n"
+        "from nbtrack.tracking import tracker\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        f"while not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.002)"
+    )
+    code_notebook(path, [barrier, "%load_ext nbtrack", "%%track --experiment together\nx = 1"])
 
 
 def test_eight_kernels_tracking_their_first_cell_on_a_new_store_all_record_it(

@@ -130,20 +130,13 @@ def _log_table(run_id: str, status: str) -> tuple[str, Any]:
     return _artifact_table(run_id)
 
 
-def _read_parquet(path: Path) -> Any:
-    # Keys stay dictionary-encoded as Parquet stores them: decoding a million key strings, then
-    # encoding them again to group by key, costs more than the rest of the read. Every key is
-    # read: a row filter (pyarrow's ``filters``) is slower than reading all and keeping some.
-    import pyarrow.parquet as pq
-
-    return pq.read_table(str(path), read_dictionary=["key"])
-
-
 def _artifact_table(run_id: str) -> tuple[str, Any]:
+    from nbtrack.store import metric_log
+
     cached = cache_dir() / f"{run_id}.parquet"
     if cached.is_file():
         try:
-            return CACHE, _read_parquet(cached)
+            return CACHE, metric_log.read_parquet(cached)
         except Exception:
             log.warning(
                 "the cached metric log %s is unreadable; downloading it again",
@@ -159,7 +152,7 @@ def _artifact_table(run_id: str) -> tuple[str, Any]:
         if got is None:
             return MLFLOW, None
         try:
-            table = _read_parquet(got)
+            table = metric_log.read_parquet(got)
         except Exception:
             log.warning("the metric log artifact of run %s is unreadable", run_id, exc_info=True)
             return MLFLOW, None

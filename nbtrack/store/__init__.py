@@ -30,7 +30,7 @@ _HOMES = {
     "connection": (
         "MAX_PARAMS_TAGS_PER_BATCH MAX_METRICS_PER_BATCH MAX_PARAM_VALUE MAX_TAG_VALUE "
         "MAX_DATASET_DIGEST TERMINAL absolute_uri tracking_uri configure quiet_mlflow client "
-        "server_url translated unreachable outage"
+        "server_url translated unreachable outage safe_uri"
     ),
     "runs": (
         "experiment_id experiment_name active_run_id start_run log_params_tags log_files "

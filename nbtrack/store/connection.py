@@ -123,17 +123,17 @@ def translated(operation: str, uri: str | None = None, *, fail_fast: bool = True
     uri = uri or tracking_uri()
     remote = uri.startswith(("http://", "https://"))
     if remote and fail_fast:
-        outages.check(uri, operation, _safe_uri(uri))
+        outages.check(uri, operation, safe_uri(uri))
     try:
         yield
     except MlflowException as e:
-        down = outages.failed(uri, e, operation, _safe_uri(uri)) if remote else None
+        down = outages.failed(uri, e, operation, safe_uri(uri)) if remote else None
         if remote and down is None:
             outages.succeeded(uri)  # it answered, if only to refuse
         raise (down or _translate(operation, e, uri)) from e
     except OSError as e:  # disk full, permission denied, unreachable server at socket level
-        down = outages.failed(uri, e, operation, _safe_uri(uri)) if remote else None
-        raise (down or StoreError(operation, str(e) or type(e).__name__, _safe_uri(uri))) from e
+        down = outages.failed(uri, e, operation, safe_uri(uri)) if remote else None
+        raise (down or StoreError(operation, str(e) or type(e).__name__, safe_uri(uri))) from e
     if remote:
         outages.succeeded(uri)
 
@@ -155,7 +155,7 @@ def _translate(operation: str, e: MlflowException, uri: str | None = None) -> Ex
     message = _first_line(e.message if hasattr(e, "message") else str(e))
     if code == "PERMISSION_DENIED":
         message = "permission denied by the tracking server"
-    return StoreError(operation, message, _safe_uri(uri))
+    return StoreError(operation, message, safe_uri(uri))
 
 
 def _first_line(text: str) -> str:
@@ -163,9 +163,9 @@ def _first_line(text: str) -> str:
     return line[:300]
 
 
-def _safe_uri(uri: str | None = None) -> str:
-    """The store's address for an error message: scheme, host and path, never the userinfo or
-    query, where credentials live (store sits below capture's redaction, so it drops them)."""
+def safe_uri(uri: str | None = None) -> str:
+    """A store's address (default: nbtrack's) for a message: scheme, host and path, never the
+    userinfo or query, where credentials live (store sits below capture's redaction)."""
     try:
         uri = uri or tracking_uri()
         if "://" not in uri:

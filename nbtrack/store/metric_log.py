@@ -230,11 +230,14 @@ def to_parquet(table: Any, path: Path) -> None:
     pq.write_table(table, str(path), compression="zstd")
 
 
-def read_parquet(path: Path, keys: Sequence[str] | None = None) -> Any:
+def read_parquet(path: Path) -> Any:
+    """A run's Parquet artifact, every key. Keys stay dictionary-encoded as Parquet stores them:
+    decoding a million key strings, then encoding them again to group by key, costs more than
+    the rest of the read; a row filter (pyarrow's ``filters``) is slower than reading all and
+    keeping some (query/metric_points picks keys)."""
     import pyarrow.parquet as pq
 
-    filters = [("key", "in", list(keys))] if keys else None
-    return pq.read_table(str(path), filters=filters)
+    return pq.read_table(str(path), read_dictionary=["key"])
 
 
 # -- ownership ------------------------------------------------------------------------------

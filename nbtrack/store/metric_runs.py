@@ -14,7 +14,13 @@ from mlflow.exceptions import MlflowException
 
 from nbtrack import record
 from nbtrack.errors import StoreError
-from nbtrack.store.connection import MAX_METRICS_PER_BATCH, TERMINAL, client, translated
+from nbtrack.store.connection import (
+    MAX_METRICS_PER_BATCH,
+    TERMINAL,
+    client,
+    safe_uri,
+    translated,
+)
 
 # MLflow's answers that no retry will change: the run was deleted (or its experiment was), or
 # never existed in this store.
@@ -36,10 +42,11 @@ def send_points(uri: str, run_id: str, points: Sequence[tuple[str, float, int, i
             c.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], synchronous=True)
     except MlflowException as e:
         if _gone(e):
-            raise RunGone("log metrics", f"run {run_id} is deleted or unknown", _safe(uri)) from e
-        raise StoreError("log metrics", _reason(e), _safe(uri)) from e
+            gone = f"run {run_id} is deleted or unknown"
+            raise RunGone("log metrics", gone, safe_uri(uri)) from e
+        raise StoreError("log metrics", _reason(e), safe_uri(uri)) from e
     except OSError as e:
-        raise StoreError("log metrics", str(e) or type(e).__name__, _safe(uri)) from e
+        raise StoreError("log metrics", str(e) or type(e).__name__, safe_uri(uri)) from e
 
 
 def _gone(e: MlflowException) -> bool:
@@ -55,17 +62,6 @@ def _reason(e: Exception) -> str:
         if cause in text:
             return cause.lower()
     return (text.splitlines()[0] if text else type(e).__name__)[:200]
-
-
-def _safe(uri: str) -> str:
-    """The store's address without credentials (userinfo, query)."""
-    from urllib.parse import urlsplit
-
-    if "://" not in uri or uri.startswith("sqlite:"):
-        return uri.split("?", 1)[0]
-    p = urlsplit(uri)
-    port = f":{p.port}" if p.port else ""
-    return f"{p.scheme}://{p.hostname or ''}{port}{p.path}"
 
 
 def store_log(uri: str, run_id: str, path: Path, artifact: str) -> None:

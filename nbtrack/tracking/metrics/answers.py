@@ -17,7 +17,6 @@ from nbtrack import logs, store
 from nbtrack.logs import failures_logged
 from nbtrack.store import metric_log
 from nbtrack.tracking.metrics import run_logs
-from nbtrack.tracking.metrics.outages import safe_uri
 from nbtrack.tracking.metrics.ranges import Range
 from nbtrack.tracking.metrics.run_logs import RunLog
 
@@ -69,8 +68,8 @@ class Answers:
             pass
         elif error is not None and kind == "down" and first:
             self._notify(
-                f"the tracking store {safe_uri(job.uri)} did not take metrics ({error}); they "
-                f"are kept in {self.state_dir / 'metrics'} and sent when it answers"
+                f"the tracking store {store.safe_uri(job.uri)} did not take metrics ({error}); "
+                f"they are kept in {self.state_dir / 'metrics'} and sent when it answers"
             )
         elif kind == "gone" and run is not None:
             self._set_aside_run(run, error or "")
@@ -110,7 +109,7 @@ class Answers:
             self._cond.notify_all()
         aside = run_logs.set_aside(run, self.state_dir)
         self._notify(
-            f"the tracking store {safe_uri(run.uri)} refuses run {run.run_id} ({error}); its "
+            f"the tracking store {store.safe_uri(run.uri)} refuses run {run.run_id} ({error}); its "
             f"{run.logged - run.sent} unsent metric points are set aside in {aside}"
         )
 
@@ -132,7 +131,7 @@ class Answers:
                 self._cond.notify_all()
             if first:
                 self._notify(
-                    f"the tracking store {safe_uri(run.uri)} did not take the end of run "
+                    f"the tracking store {store.safe_uri(run.uri)} did not take the end of run "
                     f"{run.run_id} ({type(e).__name__}: {e}); it is kept and sent when it answers"
                 )
             return

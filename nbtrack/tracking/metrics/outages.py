@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from urllib.parse import urlsplit
 
 FIRST_BACKOFF, MAX_BACKOFF = 1.0, 60.0  # seconds a failing store is left alone, doubling
 
@@ -37,18 +36,6 @@ class Outages:
         """Seconds until a paused store may be tried again, None when none is paused."""
         waits = [t - now for t, _ in self._down.values() if t > now]
         return min(waits) if waits else None
-
-
-def safe_uri(uri: str) -> str:
-    """A store's address for a message: never the userinfo or query, where credentials live."""
-    if "://" not in uri:
-        return uri
-    try:
-        p = urlsplit(uri)
-        port = f":{p.port}" if p.port else ""
-        return f"{p.scheme}://{p.hostname or ''}{port}{p.path}"
-    except ValueError:
-        return uri.split("://", 1)[0] + "://"
 
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
