@@ -47,10 +47,11 @@ PARTIAL = "partial"  # some points went to MLflow without this log (a full disk)
 
 
 def prepare() -> None:
-    """Import pyarrow now, in the caller's thread (a run's start): the log thread importing it
-    while the user's thread imports pandas or MLflow could deadlock Python's module locks, and
-    the first ``nbtrack.log`` call must not pay the import."""
-    import pyarrow.ipc  # noqa: F401
+    """Import pyarrow's parts now, in the caller's thread (a run's start): the log and sender
+    threads must not import (tracking/process_metrics.prepare says why), and the first
+    ``nbtrack.log`` call must not pay the import."""
+    import pyarrow.ipc
+    import pyarrow.parquet  # noqa: F401
 
 
 def schema() -> Any:

@@ -36,6 +36,17 @@ def writer() -> MetricWriter:
         return _writer
 
 
+def prepare() -> None:
+    """Import, in the user's thread at the first run's start, every module the log and sender
+    threads use. A thread's first import takes Python's global import lock, and a Ctrl-C that
+    lands inside an import in the user's thread (IPython formatting the first interrupt's
+    traceback when a second one comes) can leave that lock held for good: the log thread's
+    first import of store.metric_runs then hung forever (seen in a kernel, under gdb)."""
+    from nbtrack.store import metric_runs  # noqa: F401
+
+    metric_log.prepare()
+
+
 def progress(run_id: str) -> tuple[int, int] | None:
     """(points in MLflow, points logged) while MLflow catches up with a run; else None."""
     return _writer.progress(run_id) if _writer is not None else None

@@ -26,7 +26,6 @@ from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
 from nbtrack.logs import failures_logged
-from nbtrack.store import metric_log
 from nbtrack.tracking import interrupts, names, orphans, process_metrics, snapshot
 from nbtrack.tracking import params as cellparams
 from nbtrack.tracking.metrics.points import check_key, check_value
@@ -281,7 +280,7 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     if not _exit_hooked:  # registered after MLflow's (imported by now), so it runs before it
         _exit_hooked = True
         atexit.register(end_open_runs)
-        metric_log.prepare()
+        process_metrics.prepare()
     inputs = datacap.fingerprint(spec.data, base_dir=src.base_dir) if spec.data else []
     parent = s.runner_parent
     active_id = store.active_run_id()

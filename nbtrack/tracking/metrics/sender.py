@@ -189,8 +189,8 @@ class Sender(Answers):
     # -- the thread --------------------------------------------------------------------------
 
     def _start(self) -> None:
-        # MLflow imported here, in the caller's thread: the sender thread importing it while the
-        # caller does too can deadlock Python's module locks (seen: _DeadlockError).
+        # MLflow's part imported before the sender thread runs (a run's start did it already:
+        # process_metrics.prepare; here for the CLI and catch-up processes, which start none).
         from nbtrack.store import metric_runs  # noqa: F401
 
         with self._cond:
