@@ -294,18 +294,16 @@ class MetricWriter:
         return self.sender.end(run_id, status, end_time)
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Write what is queued and wait until MLflow holds every point and every ended run is
-        ended. Returns True then; otherwise says, in one line, where the points are kept."""
+        """Write the queue, wait for MLflow to hold it all (True); else say where it is kept."""
         if self._thread is None and not self.sender._runs:
             return True
         self.drain()
         if self.sender.wait(timeout):
             return True
-        left = self.sender.pending()
         self._notify(
-            f"{left} metric points are not in the tracking store yet; they are kept in "
-            f"{self._state_dir / 'metrics'} and sent in the background (call nbtrack.flush() "
-            "again to wait for them)"
+            f"{self.sender.pending()} metric points are not in the tracking store yet; they are "
+            f"kept in {self._state_dir / 'metrics'} and sent in the background (call "
+            "nbtrack.flush() again to wait for them)"
         )
         return False
 
@@ -314,23 +312,32 @@ class MetricWriter:
         return self.sender.adopt_all()
 
     def close(self, wait: float = EXIT_WAIT) -> None:
-        """The process is ending (atexit, SIGTERM): everything queued goes to the log; what
-        MLflow does not have after ``wait`` seconds is left to a catch-up process."""
+        """The process ends (atexit, SIGTERM): the queue goes to the log, the rest to a catch-up."""
         if self._closed or (self._thread is None and not self.sender._runs):
             return
         self._closed = True
         for hook in self.before_close:  # the tracker ends the runs still open (KILLED)
             with failures_logged(_log, "a hook before closing the metric log"):
                 hook()
+        spawned = False  # the catch-up process, started once
         try:
             self.drain()
+            # The catch-up starts before the waits: Jupyter kills a kernel still alive 5 s after
+            # its shutdown request (the catch-up waits for this process to end, then adopts).
+            spawned = bool(self.sender.pending()) and _spawn_catchup(self._state_dir)
             self.sender.wait(wait, retry=False)
         finally:
             self._stop = True
             self._wake.set()
-            if self.sender.close():
-                with failures_logged(_log, "starting the metric catch-up"):
-                    catchup.spawn(self._state_dir)
+            if self.sender.close() and not spawned:
+                _spawn_catchup(self._state_dir)
+
+
+def _spawn_catchup(state_dir: Path) -> bool:
+    with failures_logged(_log, "starting the metric catch-up"):
+        catchup.spawn(state_dir)
+        return True
+    return False
 
 
 def _on_sigterm(writer: MetricWriter) -> None:
