@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from nbtrack import record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +129,41 @@ def _broad(node) -> bool:
         return True
     names = node.elts if isinstance(node, ast.Tuple) else [node]
     return any(isinstance(n, ast.Name) and n.id in ("Exception", "BaseException") for n in names)
+
+
+def test_only_the_redaction_pass_makes_redacted_text():
+    # The store writes only Redacted text (nbtrack.redacted); a writer that made its own would
+    # skip the pass. So Redacted(...) is called in capture/redaction.py alone.
+    call = re.compile(r"\bRedacted\(")
+    makers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "nbtrack").rglob("*.py")
+        if call.search(path.read_text())
+    )
+    assert makers == ["nbtrack/capture/redaction.py", "nbtrack/redacted.py"]
+
+
+def test_every_store_writer_refuses_text_that_skipped_the_pass(store):
+    # The guard itself, on a real store: plain str never reaches MLflow.
+    from nbtrack import store as st
+    from nbtrack.capture.redaction import Redactor
+    from nbtrack.redacted import NotRedacted
+
+    r = Redactor()
+    exp_id = st.experiment_id("guard")
+    with pytest.raises(NotRedacted):
+        st.create_run(exp_id, "plain name", {})
+    run_id = st.create_run(exp_id, r.text("ok"), {})
+    for call in (
+        lambda: st.log_params_tags(run_id, params={r.text("p"): "plain"}),
+        lambda: st.log_params_tags(run_id, tags={"plain-key": r.text("v")}),
+        lambda: st.log_files(run_id, {r.text("a.txt"): "plain text"}),
+        lambda: st.mark_killed(run_id, "plain reason"),
+        lambda: st.start_run(exp_id, "plain name", {}),
+    ):
+        with pytest.raises(NotRedacted):
+            call()
+    assert st.get_run(run_id).params == {}
+    st.log_params_tags(run_id, params=r.mapping({"p": "v", "db_password": "hunter2hunter2"}))
+    assert st.get_run(run_id).params == {"p": "v", "db_password": "[REDACTED]"}
+    st.terminate_run(run_id, "FINISHED")

@@ -8,6 +8,7 @@ import json
 import os
 
 from nbtrack.capture.notebook import read_notebook
+from nbtrack.capture.redaction import Redactor
 
 # Assembled at run time, as in test_redact, so this file holds no real-looking credential.
 PASSWORD = "hunter2" + "-not-a-real-one"
@@ -82,7 +83,7 @@ def test_an_unchanged_file_is_not_read_again_and_a_changed_one_is(tmp_path):
     second = read_notebook(str(path))
     assert second is not first and "lr = 0.2" in second.text
     # The secrets to redact are part of what the snapshot depends on.
-    assert read_notebook(str(path), ["0.2"]).text.count("0.2") == 0
+    assert read_notebook(str(path), Redactor(["0.2"])).text.count("0.2") == 0
 
 
 def test_a_missing_or_broken_notebook_is_none(tmp_path):
@@ -110,7 +111,7 @@ def test_the_markdown_right_above_a_code_cell_is_its_note(tmp_path):
     }
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(nb))
-    found = read_notebook(str(path), [PASSWORD])
+    found = read_notebook(str(path), Redactor([PASSWORD]))
     note = found.note_for(tracked)
     assert note.startswith("## Baseline\nlr 0.1, as in\n\nthe paper; token ")
     assert PASSWORD not in note and "Intro" not in note

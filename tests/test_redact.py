@@ -448,3 +448,69 @@ def test_redact_params():
         "pad_token_id": "0",
         "misc": REDACTED,
     }
+
+
+# --- issue 14: rules for the leaks the adversarial test found, and the run's known values ---
+
+
+@pytest.mark.parametrize(
+    ("code", "kept"),
+    [
+        ('df = pd.DataFrame({"user": ["alice"], "password": ["Pw-' + ALNUM[:12] + '"]})', "alice"),
+        ('df["api_key"] = ["k1-' + ALNUM[:10] + '", "k2-' + ALNUM[:10] + '"]', 'df["api_key"]'),
+        (
+            'passwords = (\n    "one-' + ALNUM[:9] + '",\n    "two-' + ALNUM[:9] + '",\n)',
+            "passwords",
+        ),
+        ('r = requests.get(url, auth=("admin", "Pw-' + ALNUM[:12] + '"))', '"admin"'),
+        ('conn = "Driver={ODBC};Server=s;Uid=svc;Pwd=Pw-' + ALNUM[:12] + ';"', "Uid=svc"),
+        ('jdbc = "jdbc:sqlserver://h;user=svc;password=Pw-' + ALNUM[:12] + '"', "user=svc"),
+        ('mlflow.log_param("smtp_password", "Pw-' + ALNUM[:12] + '")', '"smtp_password"'),
+        ("mlflow.set_tag('deploy_token', 'Tk-" + ALNUM[:12] + "')", "'deploy_token'"),
+        ('client(password="Pw-' + ALNUM[:12] + '", token=tok)', "token=tok"),
+    ],
+)
+def test_values_under_secret_names_in_new_places_are_redacted_and_learned(code, kept):
+    found: set[str] = set()
+    clean = redact_text(code, found=found)
+    assert ALNUM[:9] not in clean and REDACTED in clean and kept in clean
+    assert found and all(ALNUM[:9] in v for v in found)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'tokens = ["hello", "world"]',  # a tokenizer's tokens are not secrets
+        'cols = {"user": ["alice"], "score": ["0.91"]}',
+        'mlflow.log_param("alpha", "0.5")',
+        'auth = ("admin", "${ADMIN_PASSWORD}")',  # a reference
+        'conn = "Server=s;Uid=svc;Pwd={pwd};"',  # a template
+        "PWD=/home/me",  # the working directory
+    ],
+)
+def test_look_alikes_of_the_new_rules_survive(code):
+    assert redact_text(code) == code
+
+
+def test_a_value_known_once_is_redacted_wherever_it_appears():
+    from nbtrack.capture.redaction import Redactor
+
+    secret = "Sv-" + ALNUM[:14]
+    r = Redactor()
+    r.learn(f'secret_val = "{secret}"')  # the cell's source, learned before its outputs
+    error = f"ValueError: could not connect with {secret}"
+    assert r.text(error) == f"ValueError: could not connect with {REDACTED}"
+    coloured = f'\x1b[0;32msecret_val\x1b[39m = \x1b[33m"{ALNUM[:4]}-{ALNUM[5:17]}"\x1b[39m'
+    assert ALNUM[5:17] not in r.text(coloured)  # colour codes do not hide an assignment
+    assert json.dumps(secret)[1:-1] not in r.literal(json.dumps({"out": f"{secret}\n"}))
+    assert Redactor().text(f"echo {secret}") == f"echo {REDACTED}"  # later runs know it too
+
+
+def test_a_secret_named_param_or_tag_makes_its_value_known():
+    from nbtrack.capture.redaction import Redactor
+
+    secret = "Tg-" + ALNUM[:14]
+    r = Redactor()
+    out = r.mapping({"api_token": secret, "note": f"uses {secret}"})
+    assert out == {"api_token": REDACTED, "note": f"uses {REDACTED}"}
+    assert r.text(f"run-{secret}") == f"run-{REDACTED}"

@@ -16,6 +16,7 @@ import pytest
 from support import NOTEBOOKS, ROOT, all_runs, artifact_text, code_notebook, execute
 
 import nbtrack
+from nbtrack.capture.redaction import Redactor
 from nbtrack.errors import CannotReproduce, NotFound, UsageError
 from nbtrack.execution import runner
 from nbtrack.frontends import cli
@@ -426,7 +427,7 @@ def test_history_is_parsed_back_into_cells():
     from nbtrack.capture.notebook import history_script
 
     cells = ["%load_ext nbtrack", "x = 1\n\n# In[9]: not a header\n", "", "%%track\ny = x"]
-    parsed = reprobuild.parse_history(history_script(cells))
+    parsed = reprobuild.parse_history(history_script(cells, Redactor()))
     assert parsed == ["%load_ext nbtrack", "x = 1\n\n# In[9]: not a header", "%%track\ny = x"]
 
 

@@ -12,14 +12,14 @@ has a timeout: a hung git (a network filesystem, a huge repository) must not han
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbtrack.capture.redact import redact_text, redact_url, secret_values
+from nbtrack.capture.redact import redact_url
+from nbtrack.capture.redaction import Redactor
 
 TIMEOUT = 5.0  # seconds, per git process
 
@@ -118,19 +118,11 @@ def _repo_url(common_dir: str) -> str | None:
     return redact_url(url) if url else None
 
 
-# The last diff redacted, by its digest and the secrets looked for: cells run one after another
-# on an unchanged dirty tree log the same diff, and redacting a large one (a notebook's outputs
-# are in it) takes far longer than hashing it.
-_last_diff: dict[tuple[str, tuple[str, ...]], str] = {}
-
-
 def _redacted(raw: str) -> str:
-    secrets = tuple(secret_values())
-    key = (hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest(), secrets)
-    if key not in _last_diff:
-        _last_diff.clear()
-        _last_diff[key] = redact_text(raw, secrets)
-    return _last_diff[key]
+    # The redaction pass caches its rules' result by digest: cells run one after another on an
+    # unchanged dirty tree log the same diff, and a large one (a notebook's outputs are in it)
+    # takes far longer to redact than to hash. What it recognises is known to later runs.
+    return Redactor().text(raw)
 
 
 def git_state(path: str | os.PathLike[str]) -> GitState | None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from nbtrack import logs
 from nbtrack.capture import launcher
-from nbtrack.capture.redact import redact_text
+from nbtrack.capture.redaction import Redactor
+from nbtrack.redacted import Redacted
 
 _log = logs.get(__name__)
 
@@ -110,7 +111,7 @@ WIDGETS_REMOVED = "widget state removed"
 class NotebookFile:
     path: str
     sha256: str  # of the saved file's bytes, as the user has it on disk
-    text: str  # the notebook to log: the file's own text, unless something had to be changed
+    text: Redacted  # the notebook to log: the file's own text, unless something had to change
     parameters: str | None  # source of the cell tagged "parameters" (papermill's convention)
     snapshot: str = EXACT  # EXACT (``text`` hashes to ``sha256``), else what was changed
     # cell_sha256 of a code cell's source -> the markdown cells right above it, redacted: a
@@ -129,27 +130,28 @@ class NotebookFile:
 _last: dict[tuple, NotebookFile | None] = {}
 
 
-def read_notebook(path: str, extra_secrets: Iterable[str] = ()) -> NotebookFile | None:
-    """The saved notebook at ``path``; None if it is missing or not a notebook.
+def read_notebook(path: str, redactor: Redactor | None = None) -> NotebookFile | None:
+    """The saved notebook at ``path``, redacted by ``redactor`` (a run's pass, which learns the
+    secrets its cells hold); None if it is missing or not a notebook.
 
     The snapshot leaves out saved widget state (``metadata.widgets``): it is display state, not
     code, and one plotly FigureWidget's state carries plotly.js (about 5 MB).
     """
-    secrets = tuple(extra_secrets)
+    redactor = redactor or Redactor()
     try:
         st = os.stat(path)
     except OSError:
         return None
-    key = (path, st.st_size, st.st_mtime_ns, st.st_ino, secrets)
+    key = (path, st.st_size, st.st_mtime_ns, st.st_ino, frozenset(redactor.known))
     if key in _last:
         return _last[key]
-    found = _read(path, list(secrets))
+    found = _read(path, redactor)
     _last.clear()
     _last[key] = found
     return found
 
 
-def _read(path: str, secrets: list[str]) -> NotebookFile | None:
+def _read(path: str, redactor: Redactor) -> NotebookFile | None:
     try:
         raw = Path(path).read_bytes()
         nb = json.loads(raw)
@@ -164,15 +166,16 @@ def _read(path: str, secrets: list[str]) -> NotebookFile | None:
     redacted = False
     notes: dict[str, str] = {}
     above: list[str] = []  # the markdown cells since the last code cell
-    for cell in nb["cells"]:
-        if not isinstance(cell, dict):
-            continue
+    cells = [c for c in nb["cells"] if isinstance(c, dict)]
+    # Every source first: a secret a later cell assigns is redacted in earlier cells' outputs.
+    redactor.learn(*(_joined(c.get("source", "")) for c in cells))
+    for cell in cells:
         source = _joined(cell.get("source", ""))
         if parameters is None and "parameters" in (cell.get("metadata", {}).get("tags") or []):
             parameters = source
-        clean = redact_text(source, secrets)
+        clean = redactor.text(source)
         if clean != source:
-            cell["source"], redacted = clean, True
+            cell["source"], redacted = str(clean), True
         if cell.get("cell_type") == "markdown":
             above.append(clean.strip())
         elif cell.get("cell_type") == "code":
@@ -180,7 +183,7 @@ def _read(path: str, secrets: list[str]) -> NotebookFile | None:
                 notes[cell_sha256(source)] = "\n\n".join(a for a in above if a)
             above = []
         for out in cell.get("outputs") or []:
-            redacted = _redact_output(out, secrets) or redacted
+            redacted = _redact_output(out, redactor) or redacted
     if redacted:
         changes.insert(0, REDACTED)
     try:
@@ -190,10 +193,14 @@ def _read(path: str, secrets: list[str]) -> NotebookFile | None:
         text = None
     if text is None:
         text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+    # Metadata too (papermill's parameters, a kernel's env): any known value, verbatim.
+    cleared = redactor.literal(text)
+    if cleared != text and not changes:
+        changes.insert(0, REDACTED)
     return NotebookFile(
         path=path,
         sha256=hashlib.sha256(raw).hexdigest(),
-        text=text,
+        text=cleared,
         parameters=parameters,
         snapshot=", ".join(changes) or EXACT,
         notes=notes,
@@ -204,7 +211,7 @@ def _joined(source: object) -> str:
     return "".join(source) if isinstance(source, list) else str(source)
 
 
-def _redact_output(out: dict, secrets: list[str]) -> bool:
+def _redact_output(out: dict, redactor: Redactor) -> bool:
     """Redact an output in place; True if anything in it was a secret."""
     # Outputs can echo secrets too (a printed config, an env dump); text is redacted, binary
     # payloads (images) are left alone.
@@ -215,25 +222,24 @@ def _redact_output(out: dict, secrets: list[str]) -> bool:
         fields += [(data, mime) for mime in list(data) if mime.startswith("text/")]
     for holder, key in fields:
         text = _joined(holder[key])
-        clean = redact_text(text, secrets)
+        clean = redactor.text(text)
         if clean != text:
-            holder[key], changed = clean, True
+            holder[key], changed = str(clean), True
     if "traceback" in out and isinstance(out["traceback"], list):
         lines = [str(line) for line in out["traceback"]]
-        clean_lines = [redact_text(line, secrets) for line in lines]
+        clean_lines = [str(redactor.text(line)) for line in lines]
         if clean_lines != lines:
             out["traceback"], changed = clean_lines, True
     return changed
 
 
-def history_script(cells: Iterable[str], extra_secrets: Iterable[str] = ()) -> str:
+def history_script(cells: Iterable[str], redactor: Redactor) -> Redacted:
     """The cells this kernel ran, in order, as one script: unsaved work stays recoverable."""
-    secrets = list(extra_secrets)
     parts = []
     for i, cell in enumerate(cells, 1):
         if cell.strip():
-            parts.append(f"# In[{i}]:\n{redact_text(cell.rstrip(), secrets)}\n")
-    return "\n".join(parts)
+            parts.append(f"# In[{i}]:\n{cell.rstrip()}\n")
+    return redactor.text("\n".join(parts))
 
 
 def cell_sha256(source: str) -> str:

@@ -29,6 +29,7 @@ Regexes are compiled once, at import.
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections.abc import Callable, Iterable, Mapping
 
@@ -45,6 +46,20 @@ __all__ = [
 ]
 
 REDACTED = "[REDACTED]"
+
+# The values the rules replaced during the current redact_text call, when its caller asked for
+# them (``found``): a value recognised once (a literal under a secret name) is then replaced
+# verbatim wherever else it appears (capture.redaction). A context variable, because the rules
+# are re.sub callbacks with no other way to report.
+_found: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("found", default=None)
+# Shorter values would blank ordinary words wherever they occur ("admin", "test").
+MIN_KNOWN = 6
+
+
+def _saw(value: str) -> None:
+    found = _found.get()
+    if found is not None and len(value) >= MIN_KNOWN and REDACTED not in value:
+        found.add(value)
 
 
 # --- shapes -----------------------------------------------------------------------------------
@@ -74,6 +89,9 @@ _QUERY = re.compile(
 )
 # Query keys that are secret by convention though not by name (Google ?key=, Azure SAS &sig=).
 _QUERY_SECRET = frozenset({"key", "sig"})
+# Keys of ";"-separated connection strings (ODBC, ADO.NET, JDBC) that hold a password though
+# their name alone does not say so (a bare PWD is the working directory elsewhere).
+_CONNECTION_SECRET = frozenset({"pwd"})
 
 # Known token formats, replaced whole. Each starts with a distinctive prefix, so hex digests
 # (sha256, MLflow run ids) can never match.
@@ -112,6 +130,14 @@ _BEARER = re.compile(
     r"(?P<pre>(?P<word>[BbTt](?:earer|EARER|oken))[ \t]+)(?P<val>[\w\-.~+/]{8,}=*)"
 )
 
+# A string literal (also one inside a JSON string), and a list or tuple of them.
+_STR = (
+    r"[rRbBuUfF]{0,2}\"(?:[^\"\\\n]|\\.)*\"|[rRbBuUfF]{0,2}'(?:[^'\\\n]|\\.)*'"
+    r"|\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\""
+)
+_SEQ = rf"[\[(](?:\s*(?:{_STR})\s*,)*\s*(?:{_STR})\s*,?\s*[\])]"
+_STR_RE = re.compile(_STR)
+
 # Assignments of a secret-named variable or key, in code or config:
 #   password = "hunter2"   api_key='...'   "secret": "..."   token: str = "..."
 #   os.environ["API_KEY"] = "..."   aws_secret_access_key = wJalr.../...   AccountKey=...;
@@ -128,6 +154,7 @@ _ASSIGN = re.compile(
     r"|[rRbBuUfF]{0,2}\"(?:[^\"\\\n]|\\.)*\"|[rRbBuUfF]{0,2}'(?:[^'\\\n]|\\.)*'"
     r"|\\\"(?:[^\"\\\n]|\\[^\"\n])*\\\""  # a string inside a JSON string (notebook source)
     r"|\$\{\w+\}"  # a reference, kept by _keep_value
+    rf"|{_SEQ}"  # a list or tuple of strings: a column's values, auth=(user, password)
     r"|[^\s'\"`,;(){}\[\]<>\\]+)"
 )
 # A command-line flag and its value: `--password hunter2`, `--api-key "abc"`.
@@ -287,9 +314,14 @@ def _sub_assign(m: re.Match[str]) -> str:
         return m.group(0)
     value = m.group("val")
     pre = s[start : m.start("val")]
+    if value[0] in "[(":  # a list or tuple of strings
+        return pre + _redact_sequence(value, name)
     if value.endswith(('"', "'")):  # a quoted value (the unquoted form holds no quotes)
         head, inner, tail = _strip_quotes(value)
-        return m.group(0) if _keep_for_name(inner, name) else f"{pre}{head}{REDACTED}{tail}"
+        if _keep_for_name(inner, name):
+            return m.group(0)
+        _saw(inner)
+        return f"{pre}{head}{REDACTED}{tail}"
     if m.group("op") == ":" and not quote and not m.group("sp2"):
         return m.group(0)  # `oauth:grant-type`, `host:port`: YAML needs a space after the colon
     following = s[m.end() : m.end() + 1]
@@ -301,7 +333,30 @@ def _sub_assign(m: re.Match[str]) -> str:
         secret = not (following in ("(", "[") or _keep_for_name(value, name) or dotted)
     else:
         secret = not _keep_for_name(value, name) and _unquoted_is_secret(value, following)
-    return pre + REDACTED if secret else m.group(0)
+    if not secret:
+        return m.group(0)
+    _saw(value)
+    return pre + REDACTED
+
+
+# Names that hold a (user, password) pair: requests' auth=, HTTPBasicAuth's arguments.
+_PAIR_WORDS = frozenset({"auth", "oauth", "authorization", "credentials", "creds"})
+
+
+def _redact_sequence(value: str, name: str) -> str:
+    """The strings of a list or tuple under a secret name redacted: a ``password`` column's
+    values, the password of ``auth=("admin", "...")`` (its user stays readable)."""
+    items = list(_STR_RE.finditer(value))
+    pair = len(items) == 2 and set(_secret_words(name)) <= _PAIR_WORDS
+    out, last = [], 0
+    for i, item in enumerate(items):
+        head, inner, tail = _strip_quotes(item.group(0))
+        if (pair and i == 0) or _keep_for_name(inner, name):
+            continue
+        _saw(inner)
+        out.append(value[last : item.start()] + head + REDACTED + tail)
+        last = item.end()
+    return "".join(out) + value[last:]
 
 
 def _sub_query(m: re.Match[str]) -> str:
@@ -309,13 +364,19 @@ def _sub_query(m: re.Match[str]) -> str:
     value = m.group("val")
     if value.startswith(("{", "%")):  # a template: f"?token={token}", "?token=%s"
         return m.group(0)
-    if (name.lower() in _QUERY_SECRET or is_secret_name(name)) and not _keep_value(value):
+    secret = name.lower() in _QUERY_SECRET or is_secret_name(name)
+    secret = secret or (m.group("pre")[0] == ";" and name.lower() in _CONNECTION_SECRET)
+    if secret and not _keep_value(value):
+        _saw(value)
         return m.group("pre") + REDACTED
     return m.group(0)
 
 
 def _sub_token(m: re.Match[str]) -> str:
-    return REDACTED if _word_start(m.string, m.start()) else m.group(0)
+    if not _word_start(m.string, m.start()):
+        return m.group(0)
+    _saw(m.group(0))
+    return REDACTED
 
 
 def _sub_bearer(m: re.Match[str]) -> str:
@@ -326,6 +387,7 @@ def _sub_bearer(m: re.Match[str]) -> str:
         return m.group(0)
     if word == "token" and (len(value) < 16 or not any(c.isalpha() for c in value)):
         return m.group(0)  # "token" is a common word: ask more of what follows it
+    _saw(value)
     return m.group("pre") + REDACTED
 
 
@@ -337,7 +399,10 @@ def _sub_auth_header(m: re.Match[str]) -> str:
         secret = not _keep_value(value)
     else:  # no scheme: could be code (`authorization=get_header()`)
         secret = _unquoted_is_secret(value, m.string[m.end() : m.end() + 1])
-    return m.group("pre") + REDACTED if secret else m.group(0)
+    if not secret:
+        return m.group(0)
+    _saw(value)
+    return m.group("pre") + REDACTED
 
 
 def _sub_flag(m: re.Match[str]) -> str:
@@ -345,6 +410,7 @@ def _sub_flag(m: re.Match[str]) -> str:
     if not is_secret_name(m.group("name")) or _keep_value(value.strip("\"'")):
         return m.group(0)
     quote = value[0] if value[0] in "\"'" else ""
+    _saw(value.strip("\"'"))
     return f"{m.group('pre')}{quote}{REDACTED}{quote}"
 
 
@@ -379,26 +445,66 @@ def _sub_anchored(
     return "".join(out)
 
 
-def redact_text(text: str, extra: Iterable[str] = ()) -> str:
+# The user's own MLflow calls with a secret-named key: mlflow.log_param("smtp_password", "..."),
+# set_tag("deploy_token", '...'). MLflow stores the value as given (nbtrack cannot intercept
+# it), but the cell's source in the snapshot need not hold it too.
+_LOG_CALL = re.compile(
+    r"(?P<pre>(?:log_param|set_tag)\(\s*(?P<name>" + _STR + r")\s*,\s*(?:value\s*=\s*)?)"
+    r"(?P<val>" + _STR + r")"
+)
+_LOG_CALL_ANCHOR = re.compile("log_param|set_tag")
+
+
+def _sub_log_call(m: re.Match[str]) -> str:
+    _, name, _ = _strip_quotes(m.group("name"))
+    head, inner, tail = _strip_quotes(m.group("val"))
+    if not is_secret_name(name) or _keep_value(inner):
+        return m.group(0)
+    _saw(inner)
+    return f"{m.group('pre')}{head}{REDACTED}{tail}"
+
+
+def _sub_userinfo(m: re.Match[str]) -> str:
+    _saw(m.group("pw"))
+    return f"://{m.group('user')}:{REDACTED}@"
+
+
+def _sub_pem(m: re.Match[str]) -> str:
+    _saw(m.group(0))
+    return REDACTED
+
+
+def redact_text(text: str, extra: Iterable[str] = (), found: set[str] | None = None) -> str:
     """``text`` with secret-looking substrings replaced by ``REDACTED``.
 
     ``extra`` are literal strings to redact too, wherever they occur (typically
     ``secret_values()``, so an env secret pasted into a cell is caught whatever its shape).
+    ``found``, if given, receives the values the rules replaced (of ``MIN_KNOWN`` characters or
+    more), so a caller can redact them verbatim elsewhere.
     """
     # Longest first, so a secret that contains another is replaced whole.
     for literal in sorted({s for s in extra if s}, key=len, reverse=True):
         text = text.replace(literal, REDACTED)
+    token = _found.set(found)
+    try:
+        return _apply_rules(text)
+    finally:
+        _found.reset(token)
+
+
+def _apply_rules(text: str) -> str:
     # Substring checks skip whole scans on the (usual) text that has nothing for a pattern.
     if "PRIVATE KEY" in text:
-        text = _PEM.sub(REDACTED, text)
+        text = _PEM.sub(_sub_pem, text)
     if "://" in text:
-        text = _URL_USERINFO.sub(rf"://\g<user>:{REDACTED}@", text)
+        text = _URL_USERINFO.sub(_sub_userinfo, text)
     if "=" in text:
         text = _QUERY.sub(_sub_query, text)
     for pattern in _TOKENS:
         text = pattern.sub(_sub_token, text)
     text = _sub_anchored(_AUTH_HEADER, _AUTH_ANCHOR, text, _sub_auth_header)
     text = _BEARER.sub(_sub_bearer, text)
+    text = _sub_anchored(_LOG_CALL, _LOG_CALL_ANCHOR, text, _sub_log_call)
     text = _sub_anchored(_ASSIGN, _HINT, text, _sub_assign)
     if "--" in text:
         text = _FLAG.sub(_sub_flag, text)

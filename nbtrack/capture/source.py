@@ -6,7 +6,7 @@ the end of the cell (rebound to an expression, mutated, augmented, rebound in a 
 is dropped rather than logged with a value it no longer has.
 
 Values are returned as Python objects; ``format_param`` writes them as MLflow param strings.
-Nothing here redacts: the caller passes params through ``redact.redact_params``.
+Nothing here redacts: the caller passes params through the run's redaction pass (capture.redaction).
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def record(
 ) -> PointOutcome:
     from nbtrack import store
     from nbtrack.capture import notebook as nbcap
-    from nbtrack.capture import redact
+    from nbtrack.capture.redaction import Redactor
     from nbtrack.errors import NbtrackError
     from nbtrack.tracking import tracker
 
@@ -212,23 +212,24 @@ def record(
             runs = _runs(task)
             for r in runs:
                 if r.status == "RUNNING":
-                    store.mark_killed(r.run_id, _why_left_running(execution, stopped))
+                    reason = Redactor().text(_why_left_running(execution, stopped))
+                    store.mark_killed(r.run_id, reason)
             runs = _runs(task)
         if not runs:
             runs = [_made_run(task, status)]
-        secrets = redact.secret_values()
+        redactor = Redactor()
         files: dict[str, str] = {}
-        nb = nbcap.read_notebook(str(execution.output), secrets) if execution.output else None
+        nb = nbcap.read_notebook(str(execution.output), redactor) if execution.output else None
         if nb is not None:
             files[OUTPUT] = nb.text
         if status != "FINISHED":
-            files[ERROR] = redact.redact_text(json.dumps(_error_doc(execution, error), indent=1))
+            files[ERROR] = json.dumps(_error_doc(execution, error), indent=1)
         tags = {TAG_STATUS: status, TAG_SECONDS: f"{seconds:.3f}"}
         if error:
-            tags[TAG_ERROR] = redact.redact_text(error)[: store.MAX_TAG_VALUE]
+            tags[TAG_ERROR] = redactor.text(error)[: store.MAX_TAG_VALUE]
         for r in runs:
-            store.log_files(r.run_id, files)
-            store.log_params_tags(r.run_id, tags=tags)
+            store.log_files(r.run_id, redactor.files(files))
+            store.log_params_tags(r.run_id, tags=redactor.mapping(tags))
         metrics: dict[str, float] = {}
         for r in runs:  # oldest first: a later cell's value of the same key wins
             metrics.update(r.metrics)
@@ -284,7 +285,7 @@ def _error_doc(execution: runner.Execution, error: str) -> dict[str, Any]:
 def _made_run(task: PointTask, status: str):
     """A run for a point whose execution made none, under the grid's parent."""
     from nbtrack import record, store
-    from nbtrack.capture import redact
+    from nbtrack.capture.redaction import Redactor
     from nbtrack.capture.source import format_param
 
     tags = {
@@ -294,10 +295,13 @@ def _made_run(task: PointTask, status: str):
         record.TAG_SOURCE_TYPE: "NOTEBOOK",
         record.TAG_GRID_MADE: "no tracked cell ran: this run records the point",
     }
-    run_id = store.create_run(task.experiment_id, f"point {task.index}", tags)
+    redactor = Redactor()
+    run_id = store.create_run(
+        task.experiment_id, redactor.text(f"point {task.index}"), redactor.mapping(tags)
+    )
     try:
         params = {k: format_param(v) for k, v in task.parameters.items()}
-        store.log_params_tags(run_id, params=redact.redact_params(params))
+        store.log_params_tags(run_id, params=redactor.mapping(params))
     finally:
         store.terminate_run(run_id, status)
     return store.get_run(run_id)

@@ -37,6 +37,7 @@ from typing import Any
 
 from nbtrack import logs, store
 from nbtrack import record as R
+from nbtrack.capture.redaction import nbtrack_tags, nbtrack_text
 from nbtrack.errors import UsageError, warn
 from nbtrack.grids import executors
 from nbtrack.grids import spec as sweep
@@ -213,12 +214,14 @@ def _new(
     path: Path, spec: sweep.GridSpec, points: list[dict[str, Any]], experiment: str | None
 ) -> Plan:
     """Record the grid's parent run."""
-    from nbtrack.capture import git, redact
+    from nbtrack.capture import git
     from nbtrack.capture import notebook as nbcap
+    from nbtrack.capture.redaction import Redactor
 
     exp = experiment or default_experiment(path)
     exp_id = store.experiment_id(exp)
-    nb = nbcap.read_notebook(str(path), redact.secret_values())
+    redactor = Redactor()
+    nb = nbcap.read_notebook(str(path), redactor)
     sha = nb.sha256 if nb else ""
     tags = {
         R.TAG_SOURCE_NAME: str(path),
@@ -233,17 +236,16 @@ def _new(
     tags.update(snapshot.git_tags(gitstate))
     if gitstate is not None and gitstate.commit:
         run_params["git_commit"] = gitstate.commit
-    run_id = store.create_run(exp_id, f"grid {path.stem}", tags)
+    run_id = store.create_run(exp_id, redactor.text(f"grid {path.stem}"), redactor.mapping(tags))
     try:
-        store.log_params_tags(run_id, params=_fit(redact.redact_params(run_params)))
+        run_params = _fit(redactor.mapping(run_params))
+        store.log_params_tags(run_id, params=redactor.mapping(run_params))
         indexed = [{"index": i, "params": p} for i, p in enumerate(points)]
-        store.log_files(
-            run_id,
-            {
-                SPEC: json.dumps(spec.to_json(), indent=1, default=str) + "\n",
-                POINTS: json.dumps(indexed, indent=1, default=str) + "\n",
-            },
-        )
+        files = {
+            SPEC: json.dumps(spec.to_json(), indent=1, default=str) + "\n",
+            POINTS: json.dumps(indexed, indent=1, default=str) + "\n",
+        }
+        store.log_files(run_id, redactor.files(files))
     except BaseException:
         with failures_logged(_log, "store.terminate_run(run_id, 'FAILED')"):
             store.terminate_run(run_id, "FAILED")
@@ -299,7 +301,7 @@ def _resumed(grid_run_id: str, notebook: str | os.PathLike | None) -> Plan:
         )
     store.reopen_run(grid_run_id)
     if sha:  # the notebook the grid's latest points ran
-        store.log_params_tags(grid_run_id, tags={R.TAG_NOTEBOOK_SHA256: sha})
+        store.log_params_tags(grid_run_id, tags=nbtrack_tags({R.TAG_NOTEBOOK_SHA256: sha}))
     return Plan(
         grid_run_id,
         store.experiment_name(exp_id),
@@ -325,12 +327,14 @@ def _driver_alive(tags: Mapping[str, str]) -> bool:
 def _describe_run(plan: Plan, executor: str, parallel: int | None) -> None:
     store.log_params_tags(
         plan.grid_run_id,
-        tags={
-            TAG_ATTEMPT: plan.attempt,
-            R.TAG_GRID_EXECUTOR: executor,
-            R.TAG_GRID_PARALLEL: str(parallel or ""),
-            **snapshot.process_tags(),
-        },
+        tags=nbtrack_tags(
+            {
+                TAG_ATTEMPT: plan.attempt,
+                R.TAG_GRID_EXECUTOR: executor,
+                R.TAG_GRID_PARALLEL: str(parallel or ""),
+                **snapshot.process_tags(),
+            }
+        ),
     )
 
 
@@ -367,7 +371,7 @@ def _close_left_running(plan: Plan, reason: str, wait: float = 600.0) -> None:
             tracker.wait_caught_up([r.run_id for r in running], timeout=wait)
         for r in running:
             if store.get_run(r.run_id).status == "RUNNING":
-                store.mark_killed(r.run_id, reason)
+                store.mark_killed(r.run_id, nbtrack_text(reason))
 
 
 def _end(plan: Plan, status: str | None, outcomes: Mapping[int, PointOutcome]) -> str:

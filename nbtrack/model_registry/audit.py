@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from nbtrack import store
+from nbtrack.capture.redaction import nbtrack_text
 from nbtrack.model_registry.names import AUDIT_COLUMNS, AUDIT_FORMAT_TAG, AUDIT_PREFIX
 from nbtrack.model_registry.versions import _model
 
@@ -40,7 +41,7 @@ def append_record(
         "when": when,
         "reason": reason or None,
     }
-    store.set_model_tag(name, key, json.dumps(entry, sort_keys=True))
+    store.set_model_tag(name, key, nbtrack_text(json.dumps(entry, sort_keys=True)))
     return key
 
 
@@ -100,7 +101,7 @@ def can_edit(name: str) -> str | None:
     if store.server_url() is None:
         return None
     try:
-        store.set_model_tag(name, AUDIT_FORMAT_TAG, "1")
+        store.set_model_tag(name, AUDIT_FORMAT_TAG, nbtrack_text("1"))
     except PermissionDenied as e:
         return str(e)
     return None

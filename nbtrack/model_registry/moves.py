@@ -24,6 +24,7 @@ from nbtrack.model_registry.names import (
     _now,
     _who,
     aliases,
+    cleared,
     previous_alias,
     stage_of,
     version_of,
@@ -115,12 +116,14 @@ def archive(name: str, version: Any, reason: str | None = None) -> Move:
     store.set_version_tags(
         name,
         number,
-        {
-            STAGE_TAG: "archived",
-            record.TAG_ARCHIVED_AT: when,
-            record.TAG_ARCHIVED_BY: who,
-            record.TAG_ARCHIVE_REASON: why,
-        },
+        cleared(
+            {
+                STAGE_TAG: "archived",
+                record.TAG_ARCHIVED_AT: when,
+                record.TAG_ARCHIVED_BY: who,
+                record.TAG_ARCHIVE_REASON: why,
+            }
+        ),
     )
     _reconcile(name)
     append_record(
@@ -179,10 +182,10 @@ def _move(
         record.TAG_PROMOTED_BY: who,
         record.TAG_PROMOTION_REASON: why,
     }
-    store.set_version_tags(name, number, tags)
+    store.set_version_tags(name, number, cleared(tags))
     if previous and previous != number:
         store.set_version_tags(
-            name, previous, {record.TAG_ARCHIVED_AT: when, record.TAG_ARCHIVED_BY: who}
+            name, previous, cleared({record.TAG_ARCHIVED_AT: when, record.TAG_ARCHIVED_BY: who})
         )
     _reconcile(name)
     append_record(
@@ -250,6 +253,6 @@ def _derive(name: str, amap: Mapping[str, str], mvs: Sequence) -> None:
     # moment, never none.
     for number, want, tag_differs, legacy_differs in promotions + archivals:
         if tag_differs:
-            store.set_version_tags(name, number, {STAGE_TAG: want})
+            store.set_version_tags(name, number, cleared({STAGE_TAG: want}))
         if legacy_differs:
             store.set_legacy_stage(name, number, LEGACY[want])

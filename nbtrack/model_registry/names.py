@@ -7,12 +7,15 @@ import datetime as dt
 import getpass
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from nbtrack import record, settings
+from nbtrack.capture.redaction import Redactor, nbtrack_text
 from nbtrack.errors import (
     UsageError,
 )
+from nbtrack.redacted import Redacted
 
 STAGE_TAG = record.TAG_STAGE  # production | staging | archived
 AUDIT_PREFIX = record.TAG_AUDIT_PREFIX
@@ -85,13 +88,15 @@ def _now() -> str:
     )
 
 
-def _clean(text: str | None, limit: int = MAX_REASON) -> str:
+def _clean(text: str | None, limit: int = MAX_REASON) -> Redacted:
     """A user's free text, with secrets redacted, before it becomes a tag."""
-    from nbtrack.capture import redact
+    return nbtrack_text(nbtrack_text(str(text or ""))[:limit])  # cut, then cleared again
 
-    if not text:
-        return ""
-    return redact.redact_text(str(text), redact.secret_values())[:limit]
+
+def cleared(tags: Mapping[str, object]) -> dict[str, Redacted]:
+    """Tag values as the store takes them: through the redaction pass."""
+    redactor = Redactor()
+    return {k: redactor.text(str(v)) for k, v in tags.items()}
 
 
 def _alias_map(rm) -> dict[str, str]:

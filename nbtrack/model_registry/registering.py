@@ -10,10 +10,18 @@ from nbtrack.errors import (
     UsageError,
 )
 from nbtrack.model_registry.audit import append_record
-from nbtrack.model_registry.names import MAX_METRIC_TAGS, _clean, _now, _who, version_of
+from nbtrack.model_registry.names import (
+    MAX_METRIC_TAGS,
+    _clean,
+    _now,
+    _who,
+    cleared,
+    version_of,
+)
 from nbtrack.model_registry.versions import VersionInfo, _experiment_name, _info
 from nbtrack.query.compare import format_value
 from nbtrack.record import RunView
+from nbtrack.redacted import Redacted
 
 # -- registering ---------------------------------------------------------------------------------
 
@@ -39,7 +47,7 @@ def register(run_id: str, name: str, model_path: str | None = None) -> VersionIn
         name,
         source=source,
         run_id=run_id,
-        tags=tags,
+        tags=cleared(tags),
         description=_description(run, experiment),
         model_id=model_id,
     )
@@ -95,7 +103,7 @@ def version_tags(run: RunView, experiment: str | None) -> dict[str, str]:
     return tags
 
 
-def _description(run, experiment: str | None) -> str:
+def _description(run, experiment: str | None) -> Redacted:
     note = run.tags.get(record.TAG_NOTE)
     if note:
         return _clean(note, 5000)
@@ -109,4 +117,4 @@ def _description(run, experiment: str | None) -> str:
     shown = sorted(run.metrics.items())[:4]
     if shown:
         text += ": " + ", ".join(f"{k}={format_value(v)}" for k, v in shown)
-    return text + "."
+    return _clean(text + ".", 5000)

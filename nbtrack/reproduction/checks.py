@@ -96,7 +96,7 @@ def check_code(
 ) -> Check:
     """The commit the run was made at still exists, and the working tree (notebooks aside)
     is as it was then. ``places``: folders to look for the repository in, in order."""
-    from nbtrack.capture.redact import redact_text, secret_values
+    from nbtrack.capture.redaction import Redactor
 
     if tags.get(R.TAG_GIT) == "not a git repository":
         return Check("code", "skipped", "not a git repository when the run was made: not checked")
@@ -119,7 +119,7 @@ def check_code(
             "cannot be checked (check out the run's repository)",
         )
     now = run_git(root, "diff", commit, "--", ".", ":(exclude)*.ipynb") or ""
-    now = redact_text(now, secret_values())
+    now = Redactor().text(now)  # as the run's git.diff was
     then = without_notebooks(recorded_diff or "")
     if now.strip() == then.strip():
         return Check("code", "ok", "the working tree is as it was (notebooks aside)")

@@ -70,11 +70,10 @@ def check_notebook_file(
     None when it is the same, gone, or nothing was recorded to compare with: the re-run never
     reads the file, it runs what the record holds, and this says so when the two differ."""
     from nbtrack.capture import notebook as nbcap
-    from nbtrack.capture.redact import secret_values
 
     if not path or not recorded_sha or not os.path.isfile(path):
         return None
-    now = nbcap.read_notebook(path, secret_values())
+    now = nbcap.read_notebook(path)
     if now is None or now.sha256 == recorded_sha:
         return None
     uses = (

@@ -294,37 +294,38 @@ def _record(
     """Record the verdict on the re-run (or, when the execution made none, on a run made for
     it), with the report and the executed notebook; and point the original to it."""
     from nbtrack.capture import notebook as nbcap
-    from nbtrack.capture import redact
+    from nbtrack.capture.redaction import Redactor
 
+    redactor = Redactor()
     made = rerun_id is None
     if made:
         tags = {TAG_OF: rec.run_id, TAG_ATTEMPT: attempt, R.TAG_SOURCE_TYPE: rec.kind}
         if rec.tags.get(R.TAG_SOURCE_NAME):
             tags[R.TAG_SOURCE_NAME] = rec.tags[R.TAG_SOURCE_NAME]
-        rerun_id = store.create_run(rec.experiment_id, f"reproduce {rec.name}", tags)
+        name = redactor.text(f"reproduce {rec.name}")
+        rerun_id = store.create_run(rec.experiment_id, name, redactor.mapping(tags))
     report.record_run_id = rerun_id
-    secrets = redact.secret_values()
-    files: dict[str, str] = {
-        REPORT: redact.redact_text(json.dumps(report.to_dict(), indent=1, default=str), secrets)
-    }
+    files: dict[str, str] = {REPORT: json.dumps(report.to_dict(), indent=1, default=str)}
     if output is not None and output.exists():
         if output.suffix == ".ipynb":
-            nb = nbcap.read_notebook(str(output), secrets)
+            nb = nbcap.read_notebook(str(output), redactor)
             if nb is not None:
                 files[OUTPUT] = nb.text
         else:
-            files[OUTPUT_LOG] = redact.redact_text(output.read_text("utf-8", "replace"), secrets)
+            files[OUTPUT_LOG] = output.read_text("utf-8", "replace")
     try:
-        store.log_files(rerun_id, files)
+        store.log_files(rerun_id, redactor.files(files))
         store.log_params_tags(
-            rerun_id, tags={TAG_REPRODUCES: rec.run_id, TAG_VERDICT: report.verdict}
+            rerun_id,
+            tags=redactor.mapping({TAG_REPRODUCES: rec.run_id, TAG_VERDICT: report.verdict}),
         )
     finally:
         if made:
             store.terminate_run(rerun_id, "FAILED")
     try:
         store.log_params_tags(
-            rec.run_id, tags={TAG_REPRODUCED_BY: rerun_id, TAG_LAST_VERDICT: report.verdict}
+            rec.run_id,
+            tags=redactor.mapping({TAG_REPRODUCED_BY: rerun_id, TAG_LAST_VERDICT: report.verdict}),
         )
     except StoreError as e:  # someone else's run, read-only to us: the re-run holds the link
         warn(f"run {rec.run_id} was not tagged with its reproduction: {e}")

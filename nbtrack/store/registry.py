@@ -11,7 +11,9 @@ from collections.abc import Iterator, Mapping
 
 from mlflow.exceptions import MlflowException
 
+from nbtrack import redacted
 from nbtrack.record import ModelView, VersionView
+from nbtrack.redacted import Redacted
 from nbtrack.store.connection import client, translated
 from nbtrack.store.views import model_view, version_view
 
@@ -82,10 +84,13 @@ def create_model_version(
     name: str,
     source: str,
     run_id: str,
-    tags: Mapping[str, str],
-    description: str | None,
+    tags: Mapping[str, Redacted],
+    description: Redacted | None,
     model_id: str | None,
 ) -> VersionView:
+    redacted.require_all(tags.values(), "model version tag")
+    if description is not None:
+        redacted.require(description, "the model version's description")
     with registry_call(f"register a version of model {name!r}", name):
         mv = client().create_model_version(
             name,
@@ -171,13 +176,15 @@ def set_legacy_stage(name: str, version: str, stage: str) -> None:
         )
 
 
-def set_version_tags(name: str, version: str, tags: Mapping[str, str]) -> None:
+def set_version_tags(name: str, version: str, tags: Mapping[str, Redacted]) -> None:
+    redacted.require_all(tags.values(), "model version tag")
     c = client()
     with registry_call(f"tag version {version} of model {name!r}", name):
         for key, value in tags.items():
             _upsert(c.set_model_version_tag, name, version, key, value)
 
 
-def set_model_tag(name: str, key: str, value: str) -> None:
+def set_model_tag(name: str, key: str, value: Redacted) -> None:
+    redacted.require(value, f"the model tag {key!r}")
     with registry_call(f"tag model {name!r}", name):
         _upsert(client().set_registered_model_tag, name, key, value)

@@ -13,9 +13,10 @@ import mlflow
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from nbtrack import record
+from nbtrack import record, redacted
 from nbtrack.errors import NotFound, UsageError
 from nbtrack.record import RunView
+from nbtrack.redacted import Redacted
 from nbtrack.store import user_runs
 from nbtrack.store.connection import (
     MAX_DATASET_DIGEST,
@@ -92,6 +93,8 @@ def start_run(
 
     Returns (run id, run name).
     """
+    redacted.require(name, "the run's name")
+    redacted.require_all(tags, "tag")
     nested = parent_run_id is not None and active_run_id() == parent_run_id
     with translated("start a run"):
         active = user_runs.original_start_run(
@@ -106,8 +109,10 @@ def start_run(
 
 
 def log_params_tags(
-    run_id: str, params: Mapping[str, str] = (), tags: Mapping[str, str] = ()
+    run_id: str, params: Mapping[Redacted, Redacted] = (), tags: Mapping[Redacted, Redacted] = ()
 ) -> None:
+    redacted.require_all(dict(params), "param")
+    redacted.require_all(dict(tags), "tag")
     items = [Param(k, v) for k, v in dict(params).items()]
     items += [RunTag(k, v) for k, v in dict(tags).items()]
     c = client()
@@ -121,18 +126,16 @@ def log_params_tags(
             )
 
 
-def log_files(run_id: str, files: Mapping[str, str | bytes]) -> None:
+def log_files(run_id: str, files: Mapping[Redacted, Redacted]) -> None:
     """Log several small files (relative artifact path -> content) in one artifact upload."""
     if not files:
         return
+    redacted.require_all(files, "artifact file")
     with tempfile.TemporaryDirectory(prefix="nbtrack-") as tmp:
         for rel, content in files.items():
             path = Path(tmp, rel)
             path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                path.write_bytes(content)
-            else:
-                path.write_text(content, encoding="utf-8")
+            path.write_text(content, encoding="utf-8")
         with translated("log the run's snapshot files"):
             client().log_artifacts(run_id, tmp)
 
@@ -212,15 +215,18 @@ def get_run(run_id: str) -> RunView:
             raise
 
 
-def mark_killed(run_id: str, reason: str) -> None:
+def mark_killed(run_id: str, reason: Redacted) -> None:
+    redacted.require(reason, "the reason a run was killed")
     c = client()
     with translated("close an orphaned run"):
         c.set_tag(run_id, record.TAG_KILLED_REASON, reason)
         c.set_terminated(run_id, "KILLED")
 
 
-def create_run(experiment_id: str, name: str, tags: Mapping[str, str]) -> str:
+def create_run(experiment_id: str, name: Redacted, tags: Mapping[Redacted, Redacted]) -> str:
     """A run that is not MLflow's active run of this process (the caller may be inside one)."""
+    redacted.require(name, "the run's name")
+    redacted.require_all(tags, "tag")
     with translated("create a run"):
         return client().create_run(experiment_id, run_name=name, tags=dict(tags)).info.run_id
 

@@ -12,6 +12,7 @@ import threading
 
 from nbtrack import record as R
 from nbtrack import settings, store
+from nbtrack.capture.redaction import nbtrack_text
 from nbtrack.store import metric_log
 
 
@@ -57,6 +58,7 @@ def _close_orphans(own: set[str]) -> list[str]:
             continue
         if alive(pid, tags.get(R.TAG_PID_START, "")):
             continue
-        store.mark_killed(run.run_id, f"kernel process {pid} on {host} ended during the run")
+        reason = nbtrack_text(f"kernel process {pid} on {host} ended during the run")
+        store.mark_killed(run.run_id, reason)
         closed.append(run.run_id)
     return closed

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from nbtrack import logs, settings
 from nbtrack import record as R
 from nbtrack.capture import data as datacap
-from nbtrack.capture import environment, redact
+from nbtrack.capture import environment
 from nbtrack.capture import notebook as nbcap
+from nbtrack.capture.redaction import Redactor
 
 if TYPE_CHECKING:
     from nbtrack.tracking.tracker import RunSpec, Source
@@ -29,7 +30,7 @@ def run_tags(
     spec: RunSpec, src: Source, gitstate, runner_tags: Mapping[str, str]
 ) -> dict[str, str]:
     """Where the run came from (source, process, kernel, cell, git) plus the user's and the
-    runner's tags; the user's values redacted."""
+    runner's tags, to be redacted by the run's pass."""
     tags = {
         R.TAG_SOURCE_TYPE: src.kind,
         **process_tags(),
@@ -46,7 +47,7 @@ def run_tags(
     if thin and thin > 1:  # the metric log's sender thins what MLflow gets (tracking.metrics)
         tags[R.TAG_METRICS_THINNED] = f"lttb 1/{thin}"
     tags.update(git_tags(gitstate))
-    tags.update({k: redact.redact_text(str(v)) for k, v in spec.tags.items()})
+    tags.update({k: str(v) for k, v in spec.tags.items()})
     tags.update(runner_tags)
     return tags
 
@@ -94,21 +95,22 @@ def _process_start() -> str:
         return ""
 
 
-def snapshot_files(src: Source, nb, gitstate, inputs, secret_values) -> dict[str, str]:
+def snapshot_files(src: Source, nb, gitstate, inputs, redactor: Redactor) -> dict[str, str]:
+    """The snapshot's files, each through the run's redaction pass."""
     files = {
-        R.ARTIFACT_CELL: redact.redact_text(src.code, secret_values),
+        R.ARTIFACT_CELL: src.code,
         R.ARTIFACT_REQUIREMENTS: environment.installed_distributions(),
         R.ARTIFACT_ENVIRONMENT: json.dumps(environment.environment_info(), indent=1) + "\n",
     }
     if src.history is not None:
-        files[R.ARTIFACT_HISTORY] = nbcap.history_script(src.history, secret_values)
+        files[R.ARTIFACT_HISTORY] = nbcap.history_script(src.history, redactor)
     if nb is not None:
         files[R.ARTIFACT_NOTEBOOK] = nb.text
     if gitstate is not None and gitstate.dirty and gitstate.diff:
         files[R.ARTIFACT_GIT_DIFF] = gitstate.diff
     if inputs:
         files[R.ARTIFACT_DATA] = json.dumps([i.to_dict() for i in inputs], indent=1) + "\n"
-    return files
+    return redactor.files(files)
 
 
 def dataset_entry(item: datacap.DataInput) -> dict:

@@ -24,6 +24,7 @@ from nbtrack import record as R
 from nbtrack.capture import data as datacap
 from nbtrack.capture import environment, git, redact, seeds, source
 from nbtrack.capture import notebook as nbcap
+from nbtrack.capture.redaction import Redactor
 from nbtrack.errors import NbtrackError, ParamConflict, StoreError, UsageError, warn
 from nbtrack.logs import failures_logged
 from nbtrack.tracking import interrupts, names, orphans, process_metrics, snapshot
@@ -81,7 +82,10 @@ def end_open_runs() -> None:
         if isinstance(run, TrackedRun) and run.status == "RUNNING":
             with failures_logged(_log, "ending a run at exit"):
                 store.log_params_tags(
-                    run.run_id, tags={R.TAG_KILLED_REASON: "its process ended during the run"}
+                    run.run_id,
+                    tags=run.redactor.mapping(
+                        {R.TAG_KILLED_REASON: "its process ended during the run"}
+                    ),
                 )
                 run.finish("KILLED")
 
@@ -95,6 +99,7 @@ def active() -> TrackedRun | NullRun | None:
 
 
 _last: TrackedRun | None = None
+_warned_secret_names: set[tuple[str, str]] = set()  # said once per process
 
 
 def last() -> TrackedRun | None:
@@ -103,7 +108,15 @@ def last() -> TrackedRun | None:
 
 
 class TrackedRun:
-    def __init__(self, run_id: str, name: str, experiment_id: str, experiment: str, uri: str):
+    def __init__(
+        self,
+        run_id: str,
+        name: str,
+        experiment_id: str,
+        experiment: str,
+        uri: str,
+        redactor: Redactor | None = None,
+    ):
         self.run_id = run_id
         self.name = name
         self.experiment_id = experiment_id
@@ -119,6 +132,9 @@ class TrackedRun:
         self.ended: float | None = None
         self.status = "RUNNING"
         self.spec = RunSpec()
+        # The run's redaction pass: every text logged for it goes through here (capture.redaction)
+        self.redactor = redactor or Redactor()
+        self.user_logs = False  # may the cell's code log params or tags itself (the warning)
         self.registered = (
             None  # the model version --register made (nbtrack.model_registry.registry.VersionInfo)
         )
@@ -143,9 +159,9 @@ class TrackedRun:
             if old is None:
                 new[key] = text
         if new:
-            params_out, files = cellparams.fit(redact.redact_params(new))
-            store.log_files(self.run_id, files)
-            store.log_params_tags(self.run_id, params=params_out)
+            params_out, files = cellparams.fit(self.redactor.mapping(new))
+            store.log_files(self.run_id, self.redactor.files(files))
+            store.log_params_tags(self.run_id, params=self.redactor.mapping(params_out))
             self.params.update(params_out)
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -156,6 +172,7 @@ class TrackedRun:
         meanwhile keep the user's values. Returns the keys the user changed -> nbtrack's value."""
         if not late:
             return {}
+        late = self.redactor.mapping(late)
         try:
             store.log_params_tags(self.run_id, params=late)  # the common case: one call
             self.params.update(late)
@@ -190,10 +207,12 @@ class TrackedRun:
                 files[R.ARTIFACT_PARAMS_JSON] = cellparams.params_json(
                     self.params, self.sources, overridden, self.dropped
                 )
+            if self.user_logs:
+                self._check_user_secrets()
             if error is not None and status == "FAILED":
                 tb = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-                files[R.ARTIFACT_TRACEBACK] = redact.redact_text(tb, redact.secret_values())
-            store.log_files(self.run_id, files)
+                files[R.ARTIFACT_TRACEBACK] = tb
+            store.log_files(self.run_id, self.redactor.files(files))
         finally:
             global _last
             self.status, _last = status, self
@@ -212,6 +231,23 @@ class TrackedRun:
                     store.end_run(self.run_id, status, defer=not in_mlflow)
                 except StoreError as e:  # an outage: the sender ends it when the store answers
                     process_metrics.end_later(self.run_id, self.uri, status, self.ended, e)
+
+    def _check_user_secrets(self) -> None:
+        """The cell's own MLflow calls (mlflow.log_param("smtp_password", v)) store what they
+        are given: nbtrack cannot intercept them. Say so once per name, and redact their values
+        in everything nbtrack writes from now on (the traceback, later snapshots)."""
+        with failures_logged(_log, "checking the run's params for secrets"):
+            view = store.get_run(self.run_id)
+            for kind, items in (("param", view.params), ("tag", view.tags)):
+                for name, value in items.items():
+                    if redact.is_secret_name(name) and value != redact.REDACTED:
+                        self.redactor.know(value)
+                        if (kind, name) not in _warned_secret_names:
+                            _warned_secret_names.add((kind, name))
+                            warn(
+                                f"{kind} {name} looks like a secret; it is stored in MLflow as "
+                                "given (read it from the environment instead)"
+                            )
 
     @property
     def catching_up(self) -> tuple[int, int] | None:
@@ -303,12 +339,13 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
         seed = spec.seed
     if seed is None:
         seed = seeds.draw_seed()
-    secret_values = redact.secret_values()
-    nb = (
-        nbcap.read_notebook(src.path, secret_values)
-        if src.path and src.kind == "NOTEBOOK"
-        else None
-    )
+    # The run's redaction pass learns every source before redacting anything: a secret the
+    # cell, an earlier cell, a flag or the dirty tree names is hidden wherever it appears.
+    gitstate = git.git_state(src.path or src.base_dir)
+    redactor = Redactor()
+    redactor.mapping({**spec.params, **spec.tags})
+    redactor.learn(src.code, *(src.history or ()), *src.earlier, spec.note)
+    nb = nbcap.read_notebook(src.path, redactor) if src.path and src.kind == "NOTEBOOK" else None
     # What the cell's code says (papermill's parameters, its literal assignments, the values it
     # reads) is logged when the cell ends, for the keys the user's own code did not log meanwhile:
     # a notebook that calls mlflow.log_param("alpha", float(alpha)) must not be refused because
@@ -324,7 +361,6 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     uri = store.configure()
     exp_name = experiment_for(spec, src)
     exp_id = store.experiment_id(exp_name)
-    gitstate = git.git_state(src.path or src.base_dir)
     if gitstate and gitstate.commit:
         params["git_commit"] = gitstate.commit
     data_hash = datacap.combined_digest(inputs) if inputs else None
@@ -333,21 +369,22 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     params["python_version"] = environment.python_version()
     params.update(environment.library_versions())
     sources.update({k: "nbtrack" for k in params if k not in sources})
-    params, long_files = cellparams.fit(redact.redact_params(params, secret_values))
+    params, long_files = cellparams.fit(redactor.mapping(params))
     deferred, deferred_files = cellparams.fit(
-        redact.redact_params({k: v for k, v in asked.items() if k not in params}, secret_values)
+        redactor.mapping({k: v for k, v in asked.items() if k not in params})
     )
 
-    tags = snapshot.run_tags(spec, src, gitstate, s.runner_tags)
-    name = spec.name or names.run_name()  # not MLflow's: a seeded cell would repeat it
+    tags = redactor.mapping(snapshot.run_tags(spec, src, gitstate, s.runner_tags))
+    name = redactor.text(spec.name or names.run_name())  # not MLflow's: a seed would repeat it
     run_id, run_name = store.start_run(exp_id, name, tags, parent_run_id=parent)
-    run = TrackedRun(run_id, run_name, exp_id, exp_name, uri)
+    run = TrackedRun(run_id, run_name, exp_id, exp_name, uri, redactor)
+    run.user_logs = cellparams.user_may_log_params(src.code, src.earlier)
     run.spec, run.seed, run.data_hash = spec, seed, data_hash
     run.deferred, run.sources, run.dropped = deferred, sources, found.dropped
     _stack.append(run)
     try:
         seeds.apply_seed(seed)
-        files = snapshot.snapshot_files(src, nb, gitstate, inputs, secret_values)
+        files = snapshot.snapshot_files(src, nb, gitstate, inputs, redactor)
         files.update(long_files)
         files.update(deferred_files)
         files[R.ARTIFACT_PARAMS_JSON] = cellparams.params_json(
@@ -356,13 +393,14 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
         late_tags = (
             {R.TAG_NOTEBOOK_SHA256: nb.sha256, R.TAG_NOTEBOOK_SNAPSHOT: nb.snapshot} if nb else {}
         )
-        note = redact.redact_text(spec.note, secret_values) if spec.note else None
-        note = note or (nb.note_for(src.code) if nb else None)
+        note = spec.note or (nb.note_for(src.code) if nb else None)
         if note:
             late_tags[R.TAG_NOTE] = note  # MLflow's UI shows it as the run's description
-        store.log_params_tags(run_id, params=params, tags=late_tags)
+        store.log_params_tags(
+            run_id, params=redactor.mapping(params), tags=redactor.mapping(late_tags)
+        )
         run.params.update(params)
-        store.log_files(run_id, files)
+        store.log_files(run_id, redactor.files(files))
         store.log_datasets(run_id, [snapshot.dataset_entry(i) for i in inputs])
     except BaseException:
         # A snapshot that cannot be written leaves no half-recorded RUNNING run behind.
