@@ -217,3 +217,30 @@ def test_import_nbtrack_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_users_own_secret_named_param_is_warned_about_and_kept_out_of_the_record(
+    store, client, tmp_path
+):
+    """mlflow.log_param("smtp_password", v) stores v as given (nbtrack cannot intercept it): the
+    run says so once, and nothing nbtrack writes (the traceback here) repeats the value."""
+    secret = "Smtp-" + "q7W2e9R4t6Y1"
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import mlflow, nbtrack\n"
+        "value = open('value.txt').read()\n"  # a neutral name: no rule can see it is secret
+        "with nbtrack.run(experiment='own'):\n"
+        "    mlflow.log_param('smtp_password', value)\n"
+        "    raise ValueError('mail server refused ' + value)\n"
+    )
+    (tmp_path / "value.txt").write_text(secret)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=os.environ
+    )
+    assert done.returncode == 1 and "ValueError" in done.stderr
+    warning = [line for line in done.stderr.splitlines() if "smtp_password" in line]
+    assert len(warning) == 1 and "looks like a secret" in warning[0], done.stderr
+    [run] = all_runs(client, "own")
+    assert run.data.params["smtp_password"] == secret  # MLflow's, as the user logged it
+    traceback = artifact_text(client, run.info.run_id, "nbtrack/traceback.txt")
+    assert "mail server refused [REDACTED]" in traceback and secret not in traceback

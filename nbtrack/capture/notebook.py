@@ -233,13 +233,18 @@ def _redact_output(out: dict, redactor: Redactor) -> bool:
     return changed
 
 
-def history_script(cells: Iterable[str], redactor: Redactor) -> Redacted:
-    """The cells this kernel ran, in order, as one script: unsaved work stays recoverable."""
+def history_text(cells: Iterable[str]) -> str:
+    """The cells this kernel ran, in order, as one script (not redacted)."""
     parts = []
     for i, cell in enumerate(cells, 1):
         if cell.strip():
             parts.append(f"# In[{i}]:\n{cell.rstrip()}\n")
-    return redactor.text("\n".join(parts))
+    return "\n".join(parts)
+
+
+def history_script(cells: Iterable[str], redactor: Redactor) -> Redacted:
+    """The cells this kernel ran, as one script: unsaved work stays recoverable."""
+    return redactor.text(history_text(cells))
 
 
 def cell_sha256(source: str) -> str:

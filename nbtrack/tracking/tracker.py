@@ -344,7 +344,8 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     gitstate = git.git_state(src.path or src.base_dir)
     redactor = Redactor()
     redactor.mapping({**spec.params, **spec.tags})
-    redactor.learn(src.code, *(src.history or ()), *src.earlier, spec.note)
+    history = nbcap.history_text(src.history) if src.history is not None else None
+    redactor.learn(src.code, history, *src.earlier, spec.note)  # the history's rules run once
     nb = nbcap.read_notebook(src.path, redactor) if src.path and src.kind == "NOTEBOOK" else None
     # What the cell's code says (papermill's parameters, its literal assignments, the values it
     # reads) is logged when the cell ends, for the keys the user's own code did not log meanwhile:
