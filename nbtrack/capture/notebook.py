@@ -148,6 +148,8 @@ def read_notebook(path: str, redactor: Redactor | None = None) -> NotebookFile |
     found = _read(path, redactor)
     _last.clear()
     _last[key] = found
+    # What the read learned is known to the next cell's pass: keyed that way, it hits.
+    _last[(*key[:-1], frozenset(redactor.known))] = found
     return found
 
 
