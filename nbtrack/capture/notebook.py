@@ -218,7 +218,7 @@ def _redact_output(out: dict, redactor: Redactor) -> bool:
     # Outputs can echo secrets too (a printed config, an env dump); text is redacted, binary
     # payloads (images) are left alone.
     changed = False
-    fields = [(out, "text")] if "text" in out else []
+    fields = [(out, k) for k in ("text", "evalue") if k in out]  # a stream; an error's message
     data = out.get("data")
     if isinstance(data, dict):
         fields += [(data, mime) for mime in list(data) if mime.startswith("text/")]
