@@ -38,7 +38,7 @@ demo: $(VENV)/.demo-installed
 	@echo "Browse them:  $(VENV)/bin/mlflow ui --backend-store-uri $(STORE)   then open http://127.0.0.1:5000"
 
 test: $(VENV)/.dev-installed chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 	NBTRACK_TRACKING_URI=sqlite:///$(CURDIR)/build/nbval/mlflow.db $(PY) -m pytest -q --nbval notebooks \
 	  --nbval-sanitize-with nbtrack/nbval_sanitize.cfg -p no:cacheprovider
 

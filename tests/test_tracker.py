@@ -244,3 +244,41 @@ def test_the_users_own_secret_named_param_is_warned_about_and_kept_out_of_the_re
     assert run.data.params["smtp_password"] == secret  # MLflow's, as the user logged it
     traceback = artifact_text(client, run.info.run_id, "nbtrack/traceback.txt")
     assert "mail server refused [REDACTED]" in traceback and secret not in traceback
+
+
+@pytest.mark.parametrize("bad", ["../etc", "/abs", "a//b", "tab\there", "x" * 251, ""])
+def test_a_param_name_mlflow_refuses_is_the_users_sentence_and_the_run_goes_on(store, client, bad):
+    with nbtrack.run(experiment="names") as r:
+        with pytest.raises(UsageError, match="is not one MLflow accepts"):
+            nbtrack.log_params(**{bad: "1", "fine": "2"})
+        nbtrack.log_params(depth=3)  # nothing of the refused call was sent
+        nbtrack.log(step=0, loss=1.0)
+    run = client.get_run(r.run_id)
+    assert run.info.status == "FINISHED"
+    assert "fine" not in run.data.params and run.data.params["depth"] == "3"
+
+
+def test_a_flag_with_a_bad_name_stops_before_any_run(store, client):
+    with pytest.raises(UsageError, match=r"tag name '\.\./x'"):
+        tracker.start(
+            tracker.RunSpec(experiment="flags", tags={"../x": "1"}),
+            tracker.Source(kind="LOCAL", path=None, code=""),
+        )
+    assert all_runs(client, "flags") == []
+
+
+def test_a_cell_of_thousands_of_literals_keeps_the_first_ones_and_says_so(store, client):
+    from nbtrack.tracking import params as cellparams
+
+    n = cellparams.MAX_CELL + 1500
+    code = "\n".join(f"x{i} = {i}" for i in range(n))
+    with pytest.warns(UserWarning, match="1500 more are left out"):
+        run = tracker.start(
+            tracker.RunSpec(experiment="many"), tracker.Source(kind="LOCAL", path=None, code=code)
+        )
+    run.finish()
+    params = client.get_run(run.run_id).data.params
+    assert {f"x{i}" for i in range(cellparams.MAX_CELL)} <= set(params)
+    assert f"x{cellparams.MAX_CELL}" not in params
+    note = json.loads(artifact_text(client, run.run_id, "nbtrack/params.json"))["(dropped)"]
+    assert note["cell"] == 1500

@@ -8,6 +8,8 @@ flattened to dotted keys, at most ``MAX_AUTO`` found per cell) and from where
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence, Set
 from typing import TYPE_CHECKING, NamedTuple
@@ -16,6 +18,7 @@ from nbtrack import logs, store
 from nbtrack import record as R
 from nbtrack.capture import environment, namespace, source
 from nbtrack.capture import notebook as nbcap
+from nbtrack.errors import UsageError
 from nbtrack.logs import failures_logged
 
 if TYPE_CHECKING:
@@ -25,6 +28,9 @@ _log = logs.get(__name__)
 
 MAX_KEY = 250  # MLflow's limit on a param's name
 MAX_AUTO = 100  # params found per cell (papermill, cell, namespace); more are namespace noise
+# The cell's own literal assignments are all params, up to this many: a generated cell of 400,000
+# assignments is data, not hyperparameters (and MLflow takes ~100 params a call).
+MAX_CELL = 1000
 DROPPED = "(dropped)"  # params.json's note on the cap: "(" is never in an MLflow param name
 _PRECEDENCE = {"cell": 0, "papermill": 1, "namespace": 2}  # the winner first; then "flag" wins
 
@@ -122,7 +128,17 @@ def _cap(
         f"more than {MAX_AUTO} params were found in the cell and the names it reads; "
         f"{count} read from the namespace were left out (the last read first)"
     )
-    return {"count": count, "reason": reason}
+    note: dict[str, object] = {"count": count, "reason": reason}
+    if len(text) > MAX_CELL:  # the cell's own: the first MAX_CELL kept, in the cell's order
+        extra = list(text)[MAX_CELL:]
+        for key in extra:
+            del text[key], sources[key]
+        note.update(
+            count=count + len(extra),
+            cell=len(extra),
+            reason=f"{reason}; the cell's literals after the first {MAX_CELL} were left out too",
+        )
+    return note
 
 
 def params_json(
@@ -158,6 +174,33 @@ def _papermill_cells(src: Source, nb: nbcap.NotebookFile | None) -> list[str]:
     if injected:
         cells.append(injected[-1])
     return cells
+
+
+# What MLflow accepts as a param or tag name (mlflow.utils.validation): checked before anything
+# is sent, so a bad name is the user's one-sentence mistake, not a store failure mid-run.
+_NAME = re.compile(r"[/\w.\- :]+")
+MAX_NAME = 250
+
+
+def check_name(name: object, kind: str = "param") -> str:
+    """``name`` if MLflow takes it as a param (or tag) name; else UsageError saying what to do."""
+    text = name if isinstance(name, str) else ""
+    norm = posixpath.normpath(text) if text else ""
+    if (
+        not text
+        or len(text) > MAX_NAME
+        or not _NAME.fullmatch(text)
+        or norm != text
+        or norm == "."
+        or norm.startswith(("..", "/"))
+    ):
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise UsageError(
+            f"{kind} name {shown} is not one MLflow accepts",
+            f"use at most {MAX_NAME} letters, digits and _ - . : / space, as a clean relative "
+            "path (no '..', no leading or double '/')",
+        )
+    return text
 
 
 def fit(params: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

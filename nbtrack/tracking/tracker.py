@@ -150,6 +150,8 @@ class TrackedRun:
         writer().put(self.uri, self.run_id, metrics, step)
 
     def log_params(self, params: Mapping[str, object]) -> None:
+        for key in params:  # a bad name is the user's mistake: nothing is sent, the run goes on
+            cellparams.check_name(key)
         new = {}
         for key, value in params.items():
             text = value if isinstance(value, str) else source.format_param(value)
@@ -276,7 +278,8 @@ class NullRun:
             check_value(check_key(key), value)
 
     def log_params(self, params: Mapping[str, object]) -> None:
-        pass
+        for key in params:
+            cellparams.check_name(key)
 
     def flush(self, timeout: float | None = 30.0) -> bool:
         return True
@@ -317,6 +320,10 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
         _exit_hooked = True
         atexit.register(end_open_runs)
         process_metrics.prepare()
+    for key in spec.params:
+        cellparams.check_name(key)
+    for key in spec.tags:
+        cellparams.check_name(key, "tag")
     inputs = datacap.fingerprint(spec.data, base_dir=src.base_dir) if spec.data else []
     parent = s.runner_parent
     active_id = store.active_run_id()
@@ -353,6 +360,12 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     # nbtrack logged '1'.
     found = cellparams.asked(spec, src, nb)
     asked, sources = found.params, found.sources
+    if found.dropped and found.dropped.get("cell"):
+        warn(
+            f"the cell assigns more than {cellparams.MAX_CELL} literals: the first "
+            f"{cellparams.MAX_CELL} are params, {found.dropped['cell']} more are left out "
+            "(pass the ones that matter with -p, or nbtrack.log_params)"
+        )
     if cellparams.user_may_log_params(src.code, src.earlier):
         params = {k: v for k, v in asked.items() if sources[k] == "flag"}
     else:  # nothing here logs params itself: all at once, one call fewer (bench_cell)
