@@ -551,3 +551,17 @@ def _has_frontend() -> bool:
 # A GridResult's panel (grids sit below widgets and the facade: they are handed these).
 _grids.display_hooks.compare = compare
 _grids.display_hooks.has_frontend = _has_frontend
+
+
+def _in_ipython() -> None:
+    """``import nbtrack`` in a notebook without ``%load_ext``: its user errors show as one line
+    too. IPython is already imported there; elsewhere nothing is imported."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        from nbtrack.frontends import user_errors
+
+        user_errors.install(shell)
+
+
+_in_ipython()

@@ -424,3 +424,34 @@ def test_values_the_cell_reads_from_earlier_cells_are_params_in_a_kernel(store, 
     sources = json.loads(artifact_text(client, run.info.run_id, "nbtrack/params.json"))
     assert sources["n_estimators"] == {"value": "500", "source": "namespace"}
     assert sources["model.kind"]["source"] == "namespace"
+
+
+def test_the_python_apis_user_errors_show_their_sentence_not_nbtracks_frames(store, tmp_path):
+    """In a notebook, ``nbtrack.promote`` & co. raising a UserError show one line: the sentence.
+    Inside %%track the run still fails; other exceptions keep their whole traceback."""
+    from mlflow import MlflowClient
+    from support import code_notebook
+
+    nb_path = code_notebook(
+        tmp_path / "errors.ipynb",
+        [
+            "import nbtrack\nnbtrack.log(loss=1.0)",  # no run: a UsageError, without %load_ext
+            "%load_ext nbtrack",
+            "nbtrack.promote('no-such-model', version=1)",
+            "%%track --experiment errs\nnbtrack.log(**{'../bad': 1.0})",
+            "import json\njson.loads('{')",  # not nbtrack's: its traceback stays
+        ],
+    )
+    nb = execute(nb_path, tmp_path, allow_errors=True, timeout=300)
+    errors = [
+        next((o for o in cell.outputs if o.output_type == "error"), None) for cell in nb.cells
+    ]
+    for i in (0, 2, 3):
+        shown = re.sub(r"\x1b\[[0-9;]*m", "", "".join(errors[i].traceback))
+        assert "nbtrack/" not in shown and len(errors[i].traceback) <= 2, shown
+        assert f"{errors[i].ename}: " in shown and "%tb" in shown  # the full one, on request
+    assert "%%track" in errors[0].evalue
+    assert errors[1] is None
+    assert len(errors[4].traceback) > 1 and errors[4].ename == "JSONDecodeError"
+    [run] = all_runs(MlflowClient(), "errs")
+    assert run.info.status == "FAILED"

@@ -21,7 +21,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from nbtrack import settings
 from nbtrack.errors import NbtrackError, StoreError, UserError, warn
-from nbtrack.frontends import card_updates, cell_code
+from nbtrack.frontends import card_updates, cell_code, user_errors
 from nbtrack.frontends.cell_code import PREFIX, is_track, transform
 from nbtrack.frontends.track_line import HELP, CellOptions, config_update, parse_line
 from nbtrack.logs import failures_logged
@@ -367,6 +367,7 @@ def load(shell) -> None:
     for name, fn in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
         if fn not in shell.events.callbacks[name]:
             shell.events.register(name, fn)
+    user_errors.install(shell)
     if _state.warmup is None:
         _state.warmup = _warm_up()
 
@@ -379,6 +380,7 @@ def unload(shell) -> None:
     for name, fn in (("pre_run_cell", _pre_run_cell), ("post_run_cell", _post_run_cell)):
         with contextlib.suppress(ValueError):
             shell.events.unregister(name, fn)
+    user_errors.uninstall(shell)
 
 
 def _warm_up():

@@ -9,14 +9,13 @@ cells takes the later cell's value), ``run_id`` is its last run and ``runs`` how
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nbtrack import store
+from nbtrack import html_text, store
 from nbtrack.errors import MissingExtra, UsageError, warn
 from nbtrack.grids import display_hooks
 from nbtrack.grids.point import TAG_ATTEMPT, TAG_ERROR, TAG_GRID, TAG_POINT, TAG_SECONDS, TAG_STATUS
@@ -270,7 +269,7 @@ class GridResult:
         return f"<{self._headline()}{' · ' + best if best else ''}>"
 
     def _repr_html_(self) -> str:
-        e = html.escape
+        e = html_text.escape
         df = self.df
         if self.metric and f"metrics.{self.metric}" in df.columns:
             df = df.sort_values(f"metrics.{self.metric}", ascending=self.mode == "min")

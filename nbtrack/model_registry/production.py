@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass
 from typing import Any
 
-from nbtrack import store
+from nbtrack import html_text, store
 from nbtrack.errors import (
     NotFound,
 )
@@ -69,7 +68,7 @@ class ProductionModel:
         return "\n".join([head, *(f"  {k:<9}{v}" for k, v in self._lines())])
 
     def _repr_html_(self) -> str:
-        e = html.escape
+        e = html_text.escape
         rows = "".join(
             f"<tr><th style='text-align:left;padding-right:1em;color:#666'>{e(k)}</th>"
             f"<td style='text-align:left'>{e(v)}</td></tr>"

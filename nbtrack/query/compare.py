@@ -15,7 +15,6 @@ Every string that came from a run is HTML-escaped in the HTML built here.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 import shlex
@@ -23,6 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from nbtrack import html_text
 from nbtrack import record as _record
 from nbtrack.capture.source import parse_param
 from nbtrack.errors import UsageError
@@ -217,7 +217,7 @@ def format_value(value: Any) -> str:
 
 def table_html(df, limit: int = TOP_ROWS, caption: str = "") -> str:
     """The first ``limit`` rows of a table as escaped HTML (what a saved notebook shows)."""
-    e = html.escape
+    e = html_text.escape
     shown = df.head(limit)
     head = "".join(f"<th>{e(str(c))}</th>" for c in shown.columns)
     body = []
@@ -234,7 +234,7 @@ def table_html(df, limit: int = TOP_ROWS, caption: str = "") -> str:
 
 
 def group_html(table, by: str, metric: str) -> str:
-    e = html.escape
+    e = html_text.escape
     rows = []
     for key, runs, mean, lo, hi in table.itertuples(index=False, name=None):
         cells = [e(str(key)), str(int(runs))] + [e(format_value(float(v))) for v in (mean, lo, hi)]

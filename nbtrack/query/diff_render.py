@@ -4,8 +4,9 @@ that came from a run escaped.
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
+
+from nbtrack import html_text
 
 if TYPE_CHECKING:
     from nbtrack.query.diff import RunsDiff
@@ -60,13 +61,13 @@ STYLE = (
 
 
 def _value_html(v: str | None) -> str:
-    return "<span class='none'>(none)</span>" if v is None else html.escape(v)
+    return "<span class='none'>(none)</span>" if v is None else html_text.escape(v)
 
 
 def _diff_html(text: str) -> str:
     out = []
     for line in text.rstrip("\n").splitlines():
-        e = html.escape(line)
+        e = html_text.escape(line)
         if line.startswith(("+++", "---")):
             out.append(f"<b>{e}</b>")
         elif line.startswith("+"):
@@ -81,7 +82,7 @@ def _diff_html(text: str) -> str:
 
 
 def render_html(d: RunsDiff) -> str:
-    e = html.escape
+    e = html_text.escape
     two = len(d.names) == 2
     head = "".join(f"<th>{e(n)}</th>" for n in d.names)
     parts = [

@@ -9,10 +9,11 @@ The varying parts of a report (run ids, timings) sit in fixed phrases (``run <id
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from nbtrack import html_text
 
 REPRODUCED, DRIFTED, RAN, FAILED = "REPRODUCED", "DRIFTED", "RAN", "FAILED"
 VERDICTS = (REPRODUCED, DRIFTED, RAN, FAILED)
@@ -231,7 +232,7 @@ STYLE = (
 
 
 def render_html(r: ReproReport) -> str:
-    e = html.escape
+    e = html_text.escape
     colour = COLOURS.get(r.verdict, "#555")
     parts = [
         STYLE,

@@ -1,25 +1,27 @@
 """Escaping and number formatting for every widget: one place that decides how a value is shown.
 
-Every string a widget puts into HTML goes through ``esc`` (HTML, attributes included) or
+Every string a widget puts into HTML goes through ``esc`` (HTML, attributes included; invisible
+controls shown, see nbtrack.html_text) or
 ``plotly_text`` (plotly's labels, names and hover text, which plotly renders as a small subset of
 HTML).
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
+
+from nbtrack.html_text import escape
 
 
 def esc(value: Any) -> str:
     """``value`` as HTML text, safe inside an attribute too; None is the empty string."""
-    return html.escape("" if value is None else str(value), quote=True)
+    return escape(value, quote=True)
 
 
 def plotly_text(value: Any) -> str:
     """``value`` for plotly's names, titles and hover text. Plotly decodes &amp; &lt; &gt; (not
     &quot;): escaping these shows a user's string literally."""
-    return html.escape(str(value), quote=False)
+    return escape(value, quote=False)
 
 
 def number(v: float) -> str:
