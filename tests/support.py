@@ -77,10 +77,11 @@ def outputs_text(cell) -> str:
     return "\n".join(parts)
 
 
-def code_notebook(path: Path, cells: list[str]) -> Path:
-    """Write a Python 3 notebook of these code cells to ``path``."""
+def code_notebook(path: Path, cells: list) -> Path:
+    """Write a Python 3 notebook of these cells to ``path``: code cells given as their source,
+    other cells as nbformat cells."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.cells = [nbformat.v4.new_code_cell(c) if isinstance(c, str) else c for c in cells]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",

@@ -22,7 +22,8 @@ from urllib.parse import unquote, urlparse
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from support import code_notebook
 
 from nbtrack import record
 
@@ -171,17 +172,6 @@ def make_repo(root: Path, dirty: dict[str, tuple[str, str]], remote_token: str) 
     for name, (line, value) in dirty.items():
         (repo / name).write_text("value = 0\n" + line.format(value))
     return repo
-
-
-def write_notebook(path: Path, cells: list) -> Path:
-    nb = new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, path)
-    return path
 
 
 def run_twice(nb: Path, repo: Path, tmp_path: Path, monkeypatch, template_db: Path, fails: str):
@@ -342,7 +332,7 @@ def test_no_planted_secret_reaches_the_store(store, client, tmp_path, monkeypatc
         new_code_cell(PROMOTE_CELL),
         new_code_cell(RAISING_CELL),
     ]
-    nb = write_notebook(repo / "adversarial.ipynb", cells)
+    nb = code_notebook(repo / "adversarial.ipynb", cells)
     tracked = sum(c.source.startswith("%%track") for c in cells)
 
     run_twice(nb, repo, tmp_path, monkeypatch, template_db, fails="ValueError")
@@ -381,7 +371,7 @@ def test_every_artifact_of_a_run_is_redacted(store, client, tmp_path, monkeypatc
         "nbtrack.log_params(other=value)\n"
         'raise RuntimeError(f"failed with {value}")'
     )
-    nb = write_notebook(
+    nb = code_notebook(
         repo / "one.ipynb", [new_code_cell("%load_ext nbtrack"), new_code_cell(cell)]
     )
 
