@@ -72,7 +72,7 @@ class WriterProcess:
     def start(self) -> None:
         # The worker imports this very package, wherever the kernel found it (a checkout the
         # kernel put on sys.path comes first; site-packages keeps its place after the stdlib).
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[3])  # the folder holding nbtrack/
         code = (
             f"import sys; root = {root!r}\n"
             "if root not in sys.path: sys.path.insert(0, root)\n"
