@@ -14,7 +14,6 @@ from nbtrack.capture.redact import (
     REDACTED,
     is_secret_name,
     redact_env,
-    redact_params,
     redact_text,
     redact_url,
     secret_values,
@@ -431,7 +430,9 @@ def test_redact_env():
     assert env["DB_PASSWORD"] == "hunter2hunter2"  # the input is not modified
 
 
-def test_redact_params():
+def test_params_through_the_run_pass():
+    from nbtrack.capture.redaction import Redactor
+
     params = {
         "lr": "0.01",
         "api_key": "abc",
@@ -440,7 +441,7 @@ def test_redact_params():
         "pad_token_id": "0",
         "misc": "opensesame42",
     }
-    assert redact_params(params, extra=["opensesame42"]) == {
+    assert Redactor(known=["opensesame42"]).mapping(params) == {
         "lr": "0.01",
         "api_key": REDACTED,
         "data_url": f"s3://k:{REDACTED}@bucket/x",

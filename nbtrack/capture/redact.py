@@ -24,8 +24,8 @@ Regexes are compiled once, at import.
 # Over 400 lines: the text rules are one ordered pass (assignments, query strings, known token
 # shapes, bearer and auth headers, command-line flags, anchored values) whose helpers share the
 # patterns defined here; split, one algorithm would be scattered over modules. The names that say
-# "secret" already live apart (secret_names.py). Issue #14 reworks redaction into one pass over
-# everything nbtrack writes.
+# "secret" already live apart (secret_names.py), and so does the run's pass that applies these
+# rules to everything nbtrack writes (redaction.py).
 
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ __all__ = [
     "REDACTED",
     "is_secret_name",
     "redact_env",
-    "redact_params",
     "redact_text",
     "redact_url",
     "secret_values",
@@ -537,12 +536,3 @@ def redact_env(env: Mapping[str, str]) -> dict[str, str]:
     variable is caught too)."""
     extra = secret_values(env)
     return {k: REDACTED if is_secret_name(k) else redact_text(v, extra) for k, v in env.items()}
-
-
-def redact_params(params: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
-    """A copy of ``params`` safe to log: secret-named params blanked, values redacted.
-
-    ``extra``: literal strings to redact in values (e.g. ``secret_values()``).
-    """
-    extra = list(extra)
-    return {k: REDACTED if is_secret_name(k) else redact_text(v, extra) for k, v in params.items()}
