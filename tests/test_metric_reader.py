@@ -58,9 +58,12 @@ def _local_log(run_id: str, *files) -> Path:
 
 
 def _store_artifact(run_id: str, table: pa.Table, tmp_path: Path) -> None:
-    path = tmp_path / "points.parquet"
+    from mlflow import MlflowClient
+
+    folder, name = record.ARTIFACT_METRIC_LOG.rsplit("/", 1)
+    path = tmp_path / name
     metric_log.to_parquet(table, path)
-    store.log_files(run_id, {record.ARTIFACT_METRIC_LOG: path.read_bytes()})
+    MlflowClient(store.tracking_uri()).log_artifact(run_id, str(path), artifact_path=folder)
 
 
 def _artifact_file(client, run_id: str) -> Path:
