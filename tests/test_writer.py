@@ -365,3 +365,27 @@ def test_plain_mlflow_log_metric_works_alongside(store, client):
     run = client.get_run(r.run_id)
     assert run.info.status == "FINISHED"
     assert run.data.metrics == {"ours": 99.0, "theirs": 99.0}
+
+
+def test_a_catch_up_that_looks_in_while_a_run_log_is_created_does_not_take_it(tmp_path):
+    """A process's catch-up (8 starting at once) may lock a new run's folder before its owner
+    does: it must find nothing to adopt, and the owner must still own the run."""
+    from nbtrack.store import metric_log
+    from nbtrack.tracking.metrics import run_logs
+
+    d = metric_log.run_dir(tmp_path, "r1")
+    early = metric_log.hold(d / metric_log.OWNER_LOCK)  # the catch-up, first to the lock
+    assert early is not None
+    owned: list = []
+    owner = threading.Thread(
+        target=lambda: owned.append(metric_log.own_run(tmp_path, "r1", "sqlite:///x.db"))
+    )
+    owner.start()
+    # the catch-up sees no run file yet: nothing to adopt, so it lets go (as adopt() does)
+    assert metric_log.read_json(d / metric_log.RUN_FILE) is None
+    metric_log.release(early)
+    owner.join(timeout=60)
+    [(folder, fd)] = owned
+    assert folder == d and fd is not None  # the owner holds its run
+    assert run_logs.adopt(tmp_path, set()) == []  # and no later catch-up takes it over
+    metric_log.release(fd)

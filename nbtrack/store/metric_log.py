@@ -125,6 +125,23 @@ def read_json(path: Path) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
+def own_run(state_dir: Path, run_id: str, uri: str, thin: int = 1) -> tuple[Path, int | None]:
+    """Create a run's log folder and own it (the owner lock's fd): the lock is taken before
+    the run file that makes the folder adoptable is written. Otherwise another process's
+    catch-up, starting in between, found a folder with a run file and a free lock, took the run
+    over while its process was still logging, and ended it with the points it had seen (8
+    processes starting at once: a run FINISHED with 3,000 of 20,000 points)."""
+    d = run_dir(state_dir, run_id)
+    fresh = not (d / RUN_FILE).is_file()
+    (d / SENT_DIR).mkdir(parents=True, exist_ok=True)
+    # A new folder's only other lockers are catch-ups that find no run file and let go at
+    # once: wait for them. An existing folder's lock is the process's that owns it.
+    fd = hold(d / OWNER_LOCK, blocking=fresh)
+    if fresh:
+        write_json(d / RUN_FILE, {"uri": uri, "run_id": run_id, "thin": thin})
+    return d, fd
+
+
 def open_run(state_dir: Path, run_id: str, uri: str, thin: int = 1) -> Path:
     """Create a run's log folder (once) naming the store its points go to."""
     d = run_dir(state_dir, run_id)
@@ -266,15 +283,15 @@ def locked(path: Path, blocking: bool = False) -> Iterator[bool]:
         os.close(fd)
 
 
-def hold(path: Path) -> int | None:
+def hold(path: Path, blocking: bool = False) -> int | None:
     """Take an exclusive flock on ``path`` and keep it until the process ends (or ``release``);
-    the fd, or None when another process holds it."""
+    the fd, or None when another process holds it (``blocking``: wait for it instead)."""
     if fcntl is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
     except OSError:
         os.close(fd)
         return None

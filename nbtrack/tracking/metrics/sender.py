@@ -71,8 +71,7 @@ class Sender(Answers):
             if run is None:
                 # as the run's start tag says (tracking.snapshot): read when it started
                 thin = settings.current().metric_thin or 1
-                d = metric_log.open_run(self.state_dir, run_id, uri, thin)
-                fd = metric_log.hold(d / metric_log.OWNER_LOCK)
+                d, fd = metric_log.own_run(self.state_dir, run_id, uri, thin)
                 run = self._runs[run_id] = RunLog(run_id, uri, d, fd, thin=thin)
             return run
 
