@@ -311,7 +311,9 @@ def _kernel_stacks(km, path: Path) -> str:
     kernel's first cell): works while its main thread is stuck in C, even holding the GIL."""
     with contextlib.suppress(Exception):
         os.kill(km.provisioner.process.pid, signal.SIGUSR1)
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30  # until the kernel has written its dump
+        while time.monotonic() < deadline and not (path.exists() and path.stat().st_size):
+            time.sleep(0.1)
     with contextlib.suppress(OSError):
         return path.read_text()
     return "(no stacks: the kernel did not dump them)"
@@ -357,7 +359,7 @@ def test_a_second_interrupt_while_the_run_ends_is_quiet(store, client, tmp_path)
             "import faulthandler, signal\n"
             f"faulthandler.register(signal.SIGUSR1, open({str(stacks)!r}, 'w'), all_threads=True)"
         )
-        kc.execute_interactive(dump, timeout=60, output_hook=lambda m: None)
+        kc.execute_interactive(dump, timeout=left(), output_hook=lambda m: None)
         kc.execute_interactive("%load_ext nbtrack", timeout=left(), output_hook=lambda m: None)
         cell = (
             "%%track --experiment ctrlc\nimport nbtrack, sys\n"

@@ -384,7 +384,7 @@ def test_a_catch_up_that_looks_in_while_a_run_log_is_created_does_not_take_it(tm
     # the catch-up sees no run file yet: nothing to adopt, so it lets go (as adopt() does)
     assert metric_log.read_json(d / metric_log.RUN_FILE) is None
     metric_log.release(early)
-    owner.join(timeout=60)
+    owner.join(timeout=600)  # it returns once it holds the lock
     [(folder, fd)] = owned
     assert folder == d and fd is not None  # the owner holds its run
     assert run_logs.adopt(tmp_path, set()) == []  # and no later catch-up takes it over
