@@ -87,6 +87,23 @@ TAG_ARCHIVED_BY = "nbtrack.archived_by"
 TAG_ARCHIVED_AT = "nbtrack.archived_at"
 TAG_ARCHIVE_REASON = "nbtrack.archive_reason"
 
+# lineage: inference runs (nbtrack.predict, nbtrack.inference)
+TAG_KIND = "nbtrack.kind"  # "inference" on an inference run
+KIND_INFERENCE = "inference"
+TAG_PARENT_RUN = "nbtrack.parent_run"  # an inference run's model version's training run
+TAG_INFERENCE_ALIAS = "nbtrack.inference.alias"  # the alias the caller named (name@alias)
+TAG_INFERENCE_ALIASES = "nbtrack.inference.aliases"  # the aliases the version held then
+TAG_INFERENCE_STATUS = "nbtrack.inference.status"  # open while a serving loop appends batches
+PARAM_MODEL_NAME = "model_name"
+PARAM_MODEL_VERSION = "model_version"
+PARAM_MODEL_URI = "model_uri"
+PARAM_INPUT_DATA_HASH = "input_data_hash"
+PARAM_PREDICTIONS_HASH = "predictions_hash"
+PARAM_INFERENCE_TIMESTAMP = "inference_timestamp"
+PARAM_N_PREDICTIONS = "n_predictions"
+INFERENCE_RUN_PREFIX = "inference-"
+INFERENCE_CONTEXT = "inference"  # MLflow dataset context of an inference input
+
 # params
 PARAM_GIT_COMMIT = "git_commit"
 PARAM_DATA_HASH = "data_hash"
@@ -111,6 +128,8 @@ ARTIFACT_GRID_POINTS = "nbtrack/grid/points.json"
 ARTIFACT_GRID_OUTPUT = "nbtrack/grid/output.ipynb"
 ARTIFACT_GRID_ERROR = "nbtrack/grid/error.json"
 ARTIFACT_METRIC_LOG = "nbtrack/metrics/points.parquet"
+ARTIFACT_PREDICTIONS_DIR = "nbtrack/predictions"  # part-00000.parquet, part-00001.parquet...
+ARTIFACT_INPUT_PROFILE = "nbtrack/input_profile.json"
 
 CONTRACT: tuple[Field, ...] = (
     Field(TAG_SOURCE_NAME, "tag", "the notebook (or script) the run came from"),
@@ -179,6 +198,38 @@ CONTRACT: tuple[Field, ...] = (
     Field(TAG_GRID_EXECUTOR, "tag", "the executor the grid ran on"),
     Field(TAG_GRID_ERROR, "tag", "a failed point's error"),
     Field(TAG_GRID_ATTEMPT, "tag", "which attempt of a point this run is"),
+    Field(TAG_KIND, "tag", "what a run is when it is not training: 'inference'"),
+    Field(
+        TAG_PARENT_RUN, "tag", "on an inference run: the training run of the model version it used"
+    ),
+    Field(TAG_INFERENCE_ALIAS, "tag", "on an inference run: the alias the caller named, if any"),
+    Field(
+        TAG_INFERENCE_ALIASES,
+        "tag",
+        "on an inference run: the aliases its model version held when it started (comma-separated)",
+    ),
+    Field(
+        TAG_INFERENCE_STATUS,
+        "tag",
+        "on an inference run: 'open' while a serving loop appends batches, then 'closed'",
+    ),
+    Field(PARAM_MODEL_NAME, "param", "on an inference run: the registered model's name"),
+    Field(PARAM_MODEL_VERSION, "param", "on an inference run: the model version (a number)"),
+    Field(
+        PARAM_MODEL_URI,
+        "param",
+        "on an inference run: the model as resolved (models:/NAME/VERSION, never an alias)",
+    ),
+    Field(
+        PARAM_INPUT_DATA_HASH,
+        "param",
+        "on an inference run: sha256 over the input rows' hashes, in order",
+    ),
+    Field(PARAM_PREDICTIONS_HASH, "param", "on an inference run: sha256 of the predictions"),
+    Field(
+        PARAM_INFERENCE_TIMESTAMP, "param", "on an inference run: when it started (ISO 8601 UTC)"
+    ),
+    Field(PARAM_N_PREDICTIONS, "param", "on an inference run: how many predictions it made"),
     Field(TAG_STAGE, "tag", "a model version's stage: production, staging or archived"),
     Field(TAG_AUDIT_PREFIX, "tag", "prefix of the audit trail's records on a registered model"),
     Field(TAG_AUDIT_FORMAT, "tag", "how to read a registered model's audit records"),
@@ -225,6 +276,17 @@ CONTRACT: tuple[Field, ...] = (
         "artifact",
         "every point logged with nbtrack.log (key, step, timestamp ms, value; Parquet, sorted "
         "by key and step), stored when the run ends: what nbtrack's readers load",
+    ),
+    Field(
+        ARTIFACT_PREDICTIONS_DIR,
+        "artifact",
+        "on an inference run: the predictions, one Parquet file per batch (prediction_id, "
+        "row_hash, timestamp ms, output)",
+    ),
+    Field(
+        ARTIFACT_INPUT_PROFILE,
+        "artifact",
+        "on an inference run: the input's profile per column (mean, std, min, max, null rate)",
     ),
 )
 
