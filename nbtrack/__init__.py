@@ -46,6 +46,7 @@ __all__ = [
     "load",
     "load_ipython_extension",
     "log",
+    "log_data_profile",
     "log_params",
     "predict",
     "production",
@@ -589,6 +590,18 @@ def audit_prediction(prediction_id: Any) -> Any:
 
     try:
         return lineage_audit.audit_prediction(prediction_id)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def log_data_profile(data: Any) -> dict:
+    """Record the profile of ``data`` (per column: mean, std, min, max, null rate) on the tracked
+    run, as every inference run records its input's: ``nbtrack.diff(training_run,
+    inference_run)`` then shows how the inputs drifted. Returns the profile."""
+    from nbtrack.provenance import profiles
+
+    try:
+        return profiles.log_data_profile(data)
     except NbtrackError as e:
         raise e.with_traceback(None) from None
 
