@@ -25,6 +25,8 @@ from nbtrack.store import prediction_index
 
 _log = logging.getLogger(__name__)
 
+READ_IN_THREADS = 4  # fetching prediction files: I/O-bound, a request each against a server
+
 
 @dataclass(frozen=True)
 class PredictionAudit:
@@ -147,30 +149,39 @@ def inference_runs() -> list[R.RunView]:
 
 def read_in(uri: str) -> int:
     """Index the part files of inference runs the index lacks; returns how many inference runs
-    the store has."""
+    the store has. Files are listed and fetched by a few threads (each a request to a tracking
+    server); the rows go into the index from this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     runs = inference_runs()
     known = prediction_index.indexed_parts(uri)
-    done = []
-    for run in runs:
-        parts, complete = known.get(run.run_id, (set(), False))
-        if complete:
-            continue
+    todo = [r for r in runs if not known.get(r.run_id, (set(), False))[1]]
+
+    def fetch(run: R.RunView) -> list[tuple[int, Any]]:
+        parts = known.get(run.run_id, (set(), False))[0]
+        tables = []
         for path in store.artifact_files(run.run_id, R.ARTIFACT_PREDICTIONS_DIR):
             number = _part_number(path)
             if number is None or number in parts:
                 continue
             table = _part_table(run.run_id, number, columns=["prediction_id", "timestamp"])
-            if table is None:
-                continue
-            prediction_index.add(
-                uri,
-                run.run_id,
-                number,
-                table.column("prediction_id").to_pylist(),
-                table.column("timestamp").to_pylist(),
-            )
-        if run.status in ("FINISHED", "FAILED", "KILLED"):
-            done.append(run.run_id)
+            if table is not None:
+                tables.append((number, table))
+        return tables
+
+    done = []
+    with ThreadPoolExecutor(max_workers=READ_IN_THREADS) as pool:
+        for run, tables in zip(todo, pool.map(fetch, todo), strict=True):
+            for number, table in tables:
+                prediction_index.add(
+                    uri,
+                    run.run_id,
+                    number,
+                    table.column("prediction_id").to_pylist(),
+                    table.column("timestamp").to_pylist(),
+                )
+            if run.status in ("FINISHED", "FAILED", "KILLED"):
+                done.append(run.run_id)
     prediction_index.mark_complete(uri, done)
     return len(runs)
 
