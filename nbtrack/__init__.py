@@ -33,17 +33,21 @@ __all__ = [
     "active_run",
     "archive",
     "audit",
+    "audit_prediction",
     "close_orphans",
     "compare",
     "curves",
     "diff",
     "flush",
     "grid",
+    "inference",
     "last_run",
+    "lineage",
     "load",
     "load_ipython_extension",
     "log",
     "log_params",
+    "predict",
     "production",
     "promote",
     "register",
@@ -540,6 +544,74 @@ def grid(
         progress=progress,
     )
     return sweeprun.run(notebook, params, options)
+
+
+# -- lineage: inference runs, prediction audit, the lineage graph --------------------------------
+
+
+def predict(
+    model: Any,
+    data: Any,
+    ids: Sequence[Any] | None = None,
+    experiment: str | None = None,
+    batch_name: str | None = None,
+) -> Any:
+    """Predict with a registered model and record it: returns what the model's ``predict`` returns.
+
+    ``model``: ``"NAME@alias"``, ``"NAME/3"``, ``"NAME"`` (its production version), a
+    ``models:/`` URI, a run id, or a model ``nbtrack.load`` loaded. One inference run (named
+    ``inference-<UTC time>``, in the model's training experiment unless ``experiment``) records
+    the version, the input's and predictions' digests, each row's id, input hash and output, and
+    the input's profile. ``ids``: yours (one per row, unique), else nbtrack makes sortable ones.
+    Any prediction is then answered by ``nbtrack.audit_prediction(id)``.
+    """
+    from nbtrack.provenance import inference as lineage_inference
+
+    try:
+        return lineage_inference.predict(model, data, ids, experiment, batch_name)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def inference(model: Any, experiment: str | None = None, batch_name: str | None = None) -> Any:
+    """A serving loop's inference run: ``with nbtrack.inference("NAME@production") as inf:
+    inf.predict(batch, ids=...)``; batches are recorded in the background, one run for the block."""
+    from nbtrack.provenance import batches
+
+    return batches.Inference(model, experiment, batch_name)
+
+
+def audit_prediction(prediction_id: Any) -> Any:
+    """What made prediction ``prediction_id``: model name and version, the aliases that version
+    held at the prediction's time, its training run, data digests, git commit, notebook and
+    snapshot, the input row's hash and the output, the time."""
+    from nbtrack.provenance import audit as lineage_audit
+
+    try:
+        return lineage_audit.audit_prediction(prediction_id)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def lineage(target: Any = None, *, version: Any = None, data_hash: str | None = None) -> Any:
+    """The connected graph datasets -> training runs -> model versions (with alias history) ->
+    inference runs, from any node: a model name (``version=`` for one), a run id, a prediction id,
+    or ``data_hash=`` ("which models were trained on this data, and what did they predict?").
+    ``.to_dict()`` gives JSON-ready nodes and edges; in JupyterLab it draws itself."""
+    from nbtrack.provenance import graph
+
+    try:
+        found = graph.lineage(target, version=version, data_hash=data_hash)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+    found.view = _lineage_view
+    return found
+
+
+def _lineage_view(found: Any) -> dict:
+    """The graph's display: text, plus the widget when a frontend shows widgets (set by the
+    widgets part when it is installed)."""
+    return {"text/plain": str(found)}
 
 
 def _has_frontend() -> bool:

@@ -196,6 +196,38 @@ class CannotReproduce(UserError):
         return f"run {self.run_id} cannot be reproduced: {self.reason}"
 
 
+class ModelCannotLoad(UserError):
+    """A model whose flavour cannot be loaded in this environment (a package is missing)."""
+
+    def __init__(self, model: str, reason: str, package: str | None = None):
+        super().__init__(model, reason, package)
+        self.model, self.reason, self.package = model, reason, package
+
+    def __str__(self) -> str:
+        if self.package:
+            return (
+                f"model {self.model} cannot load here: it needs the package {self.package!r}; "
+                f"pip install {self.package} in this environment"
+            )
+        return f"model {self.model} cannot load here: {self.reason}"
+
+
+class PredictionNotFound(UserError):
+    """An id no inference run holds."""
+
+    def __init__(self, prediction_id: str, searched: int):
+        super().__init__(prediction_id, searched)
+        self.prediction_id, self.searched = prediction_id, searched
+
+    def __str__(self) -> str:
+        runs = "inference run" if self.searched == 1 else "inference runs"
+        return (
+            f"no prediction {self.prediction_id!r} in the {self.searched} {runs} of the tracking "
+            "store; check the id (ids are strings: 12345 and '12345' are the same) and the store "
+            "(NBTRACK_TRACKING_URI)"
+        )
+
+
 class NbtrackWarning(UserWarning):
     """Something was not recorded, or looks wrong, but the user's work goes on."""
 

@@ -7,7 +7,7 @@ import sys
 from importlib import resources
 
 from nbtrack.errors import NbtrackError
-from nbtrack.frontends import cli_flush
+from nbtrack.frontends import cli_flush, cli_lineage
 
 DESCRIPTION = (
     "nbtrack: notebook experiment tracking on MLflow. Run notebooks over grids, reproduce a "
@@ -374,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
             func=func
         )
     cli_flush.add(sub)
+    cli_lineage.add(sub)
     _add_registry(sub)
     _add_reproduce(sub)
     _add_grid(sub)

@@ -14,7 +14,9 @@ Modules: ``connection`` (where the store is, the client, errors), ``views`` (ent
 tracked run joins it), ``metric_log`` (the durable local metric log's files; no MLflow),
 ``metric_runs`` (what the log's sender asks of a store), ``creation`` (the first touch of a new
 SQLite store, serialised across processes with a file lock), ``outages`` (a tracking server that
-did not answer: calls fail at once, for a growing window, instead of each waiting a timeout).
+did not answer: calls fail at once, for a growing window, instead of each waiting a timeout),
+``lineage`` (inference inputs and prediction files, versions of a run, runs of every experiment),
+``prediction_index`` (prediction id -> inference run and row: a local SQLite cache; no MLflow).
 
 The package resolves its names lazily (PEP 562): ``from nbtrack import store`` costs nothing until
 a function is used, so the magic's ``%load_ext`` can ask whether the user pinned MLflow's store
@@ -47,9 +49,16 @@ _HOMES = {
         "create_model_version model_version model_versions set_alias delete_alias "
         "set_legacy_stage set_version_tags set_model_tag"
     ),
-    "models": "logged_models_of_run model_flavors native_flavor load_model",
+    "models": (
+        "logged_models_of_run model_flavors native_flavor load_model loaded_from logged_model_run"
+    ),
     "metric_runs": "RunGone send_points store_log run_status close_run",
     "outages": "StoreUnreachable",
+    "lineage": (
+        "log_dataset_input log_artifact_dir artifact_files experiment_ids runs_everywhere "
+        "versions_of_run delete_run download_file"
+    ),
+    "prediction_index": "Hit",
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names.split()}
 

@@ -3,7 +3,9 @@ one with its flavour's loader."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import weakref
 
 from nbtrack.record import LoggedModelView, RunView
 from nbtrack.store.connection import client, translated
@@ -62,6 +64,11 @@ def native_flavor(uri: str) -> str:
     return "pyfunc"
 
 
+# What nbtrack loaded, object -> the URI it came from: ``nbtrack.predict(model)`` with a model
+# loaded by ``nbtrack.load`` knows its version. Weak: nbtrack keeps no model alive.
+_loaded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def load_model(uri: str, flavor: str) -> object:
     """Load ``uri`` with ``mlflow.<flavor>.load_model`` ("pyfunc" for the generic wrapper)."""
     import importlib
@@ -69,4 +76,21 @@ def load_model(uri: str, flavor: str) -> object:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     module = importlib.import_module(f"mlflow.{flavor}")
     with translated(f"load the model at {uri}"):
-        return module.load_model(uri)
+        model = module.load_model(uri)
+    with contextlib.suppress(TypeError):  # an object that takes no weak reference
+        _loaded[model] = uri
+    return model
+
+
+def loaded_from(model: object) -> str | None:
+    """The URI nbtrack loaded ``model`` from, or None when nbtrack did not load it."""
+    try:
+        return _loaded.get(model)
+    except TypeError:
+        return None
+
+
+def logged_model_run(model_id: str) -> str | None:
+    """The run that logged the LoggedModel ``model_id`` (None when it came from no run)."""
+    with translated(f"read the logged model {model_id}"):
+        return client().get_logged_model(model_id).source_run_id or None

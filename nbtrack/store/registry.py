@@ -117,18 +117,21 @@ def model_version(name: str, version: str) -> VersionView | None:
 def model_versions(name: str) -> list[VersionView]:
     """Every version of model ``name`` (their ``aliases`` are not filled in by MLflow's search:
     read them from the registered model)."""
+    with registry_call(f"list the versions of model {name!r}", name):
+        return search_versions(f"name = {_quoted(name)}")
+
+
+def search_versions(filter_string: str) -> list[VersionView]:
+    """Every model version matching an MLflow filter (all pages); the caller translates errors."""
     c = client()
     out: list = []
     token = None
-    with registry_call(f"list the versions of model {name!r}", name):
-        while True:
-            page = c.search_model_versions(
-                f"name = {_quoted(name)}", max_results=REGISTRY_PAGE, page_token=token
-            )
-            out += [version_view(mv) for mv in page]
-            token = page.token
-            if not token:
-                return out
+    while True:
+        page = c.search_model_versions(filter_string, max_results=REGISTRY_PAGE, page_token=token)
+        out += [version_view(mv) for mv in page]
+        token = page.token
+        if not token:
+            return out
 
 
 def _upsert(call, *args) -> None:

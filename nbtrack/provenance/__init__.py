@@ -1,4 +1,4 @@
-"""Lineage from data to predictions: inference runs, the prediction index and audit, the lineage
+"""Provenance from data to predictions: inference runs, the prediction index and audit, the
 graph, the compliance report.
 
 Modules: ``references`` (a model reference -> name, version, URI, training run; loading it once
