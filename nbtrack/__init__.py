@@ -34,6 +34,7 @@ __all__ = [
     "archive",
     "audit",
     "audit_prediction",
+    "audit_report",
     "close_orphans",
     "compare",
     "curves",
@@ -589,6 +590,20 @@ def audit_prediction(prediction_id: Any) -> Any:
 
     try:
         return lineage_audit.audit_prediction(prediction_id)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def audit_report(name: str, version: int | str | None = None, out: str | None = None) -> str:
+    """The compliance report of model ``name``'s production version (or ``version``): one
+    standalone HTML page with the training data's digests and sources, the commit, the notebook
+    and its snapshot, the environment, params and metrics, the training run's reproductions,
+    every registry move (who, when, why) and the inference runs the version served. Returns the
+    page; with ``out``, writes it there and returns the path."""
+    from nbtrack.provenance import report
+
+    try:
+        return report.write(name, version, out) if out else report.audit_report(name, version)
     except NbtrackError as e:
         raise e.with_traceback(None) from None
 
