@@ -624,9 +624,39 @@ def lineage(target: Any = None, *, version: Any = None, data_hash: str | None = 
 
 
 def _lineage_view(found: Any) -> dict:
-    """The graph's display: text, plus the widget when a frontend shows widgets (set by the
-    widgets part when it is installed)."""
-    return {"text/plain": str(found)}
+    """The graph's display: the drawn graph (a widget whose node clicks show that run's card)
+    where a frontend shows widgets, else its static SVG; the text for terminals."""
+    from nbtrack.query import lineage_svg
+
+    graph = found.to_dict()
+    static = {"text/plain": str(found), "text/html": lineage_svg.html(graph)}
+    try:
+        if not _has_frontend():
+            return static
+        from nbtrack.widgets import lineage as view
+    except (ImportError, NbtrackError):  # no widgets extra: the picture is the static one
+        return static
+    bundle = view.show(graph, _lineage_selected)._repr_mimebundle_()
+    bundle["text/plain"] = str(found)
+    return bundle
+
+
+def _lineage_selected(node: Mapping[str, Any]) -> None:
+    """A click on a lineage node: the card of its run (a training or inference run, a version's
+    training run), else the node's details."""
+    from IPython.display import display
+
+    from nbtrack import store
+    from nbtrack.widgets.card import card_of
+
+    run_id = node.get("run_id")
+    if not run_id:
+        detail = node.get("detail") or {}
+        print("\n".join([str(node.get("label")), *(f"{k}: {v}" for k, v in detail.items())]))
+        return
+    run = store.get_run(run_id)
+    experiment = store.experiment_name(run.experiment_id)
+    display(card_of(run, experiment=experiment, server_url=store.server_url()))
 
 
 def _has_frontend() -> bool:

@@ -138,3 +138,10 @@ def test_a_model_with_nothing_in_production(store):
         report.facts("idle-model")
     page = report.audit_report("idle-model", 1)
     assert "none recorded" in page  # no inference runs, no reproductions
+
+
+def test_lineage_without_a_frontend_shows_the_static_picture(deployed):
+    bundle = nbtrack.lineage(MODEL, version=1)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" not in bundle
+    assert "nbtrack-lineage-svg" in bundle["text/html"]
+    assert bundle["text/plain"].startswith("lineage: ")

@@ -115,6 +115,13 @@ def test_every_text_is_escaped_and_controls_are_visible():
     assert not any("\u202e" in t for t in texts)
 
 
+def test_an_empty_column_takes_no_room():
+    g = graph()
+    g["nodes"] = [n for n in g["nodes"] if n["kind"] != "dataset"]
+    laid = lineage_svg.layout(g)
+    assert next(b for b in laid["boxes"] if b["id"] == "run:r1")["x"] == lineage_svg.PAD
+
+
 def test_an_edge_to_an_unknown_node_and_an_unknown_kind_do_not_break_it():
     g = graph()
     g["nodes"].append({"id": "model:x", "kind": "logged_model", "label": "x", "detail": {}})

@@ -97,8 +97,10 @@ def layout(graph: Mapping[str, Any], max_per_column: int = MAX_PER_COLUMN) -> di
     boxes: list[dict] = []
     heads: list[dict] = []
     rows = 0
+    place = 0  # an empty column takes no room: a graph without data starts at its runs
     for c, column in enumerate(columns):
-        x = PAD + c * (BOX_W + COL_GAP)
+        x = PAD + place * (BOX_W + COL_GAP)
+        place += bool(column)
         kind = COLUMNS[c] if c < len(COLUMNS) else "other"
         heads.append({"kind": kind, "title": TITLES.get(kind, kind), "x": x, "count": len(column)})
         keep = column

@@ -58,3 +58,35 @@ def test_the_graph_shows_and_a_click_selects(lab):
     # The hostile label is drawn as text.
     expect(out.locator('g[data-id="inference:i1"] text')).to_contain_text("<img src=x onerror")
     assert out.locator("img").count() == 0 and not dialogs
+
+
+def test_nbtrack_lineage_draws_itself_and_a_click_shows_the_run_card(lab, store):
+    from modelkit import X, train_run
+
+    import nbtrack
+
+    run_id = train_run("browser-lineage", C=1.0)
+    nbtrack.register(run_id, "lineage-model")
+    nbtrack.promote("lineage-model", 1)
+    nbtrack.predict("lineage-model@production", X[:4])
+    nbtrack.predict("lineage-model@production", X[:2])
+
+    cells = [
+        # The lab server does not pass NBTRACK_*/MLFLOW_* on to kernels: the notebook names it.
+        f"%env NBTRACK_TRACKING_URI={store}\nimport nbtrack",
+        'nbtrack.lineage("lineage-model", version=1)',
+    ]
+    lab.open_notebook(lab.write_notebook("real-lineage.ipynb", cells))
+    lab.run_all()
+    out = lab.cell_output(1)
+    nodes = out.locator(".nbtrack-lineage-view g.nbtrack-lineage-node")
+    expect(out.locator('g.nbtrack-lineage-node[data-kind="inference"]')).to_have_count(2)
+    expect(out.locator('g.nbtrack-lineage-node[data-kind="version"]')).to_have_count(1)
+    lab.screenshot("drawn")
+
+    out.locator(f'g.nbtrack-lineage-node[data-id="run:{run_id}"]').click()
+    card = out.locator(".nbtrack-card")
+    expect(card).to_contain_text(run_id)
+    expect(card).to_contain_text("browser-lineage")
+    expect(nodes.locator("xpath=self::*[contains(@class, 'nbtrack-selected')]")).to_have_count(1)
+    lab.screenshot("card")
