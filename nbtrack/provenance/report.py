@@ -47,7 +47,7 @@ def _artifact_link(run: R.RunView, path: str) -> str:
     return f"{run.artifact_uri.rstrip('/')}/{path}"
 
 
-def _training(run: R.RunView) -> dict[str, Any]:
+def _training(run: R.RunView, run_page: str | None) -> dict[str, Any]:
     """What the training run recorded: data, code, notebook, environment, params, metrics."""
     try:
         files = set(store.artifact_files(run.run_id, "nbtrack"))
@@ -68,6 +68,7 @@ def _training(run: R.RunView) -> dict[str, Any]:
             _artifact_link(run, R.ARTIFACT_NOTEBOOK) if R.ARTIFACT_NOTEBOOK in files else None
         ),
         "git_diff": R.ARTIFACT_GIT_DIFF in files,
+        "run_page": run_page,  # a tracking server's artifacts are mlflow-artifacts: URIs
     }
 
 
@@ -132,7 +133,7 @@ def facts(name: str, version: Any = None) -> dict[str, Any]:
         "name": name,
         "version": info,
         "asked": "production" if version is None else f"version {info.version}",
-        "training": _training(run) if run is not None else None,
+        "training": _training(run, models.run_url(info)) if run is not None else None,
         "reproductions": repros,
         "moves": models.audit_records(name),
         "inference": _inference(name, info.version),

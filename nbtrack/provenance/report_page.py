@@ -47,7 +47,9 @@ def _cell(value: Any) -> str:
     return f"<td>{escape(value)}</td>"
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], classes: Sequence[str] = ()):
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], classes: Sequence[str] = ()
+) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
@@ -119,6 +121,8 @@ def _training_html(t: Mapping[str, Any] | None, info: Any) -> str:
         }
     )
     code += f"<p>notebook snapshot: {_link(t['notebook_snapshot'])}</p>"
+    if t["run_page"]:
+        code += f"<p>the run in MLflow: {_link(t['run_page'])}</p>"
     env = t["environment"]
     summary = {k: env.get(k) for k in ("python_version", "implementation", "platform")}
     summary.update({k: env.get(k) for k in ("machine", "cpu_count", "hostname")})

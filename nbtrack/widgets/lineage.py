@@ -40,7 +40,9 @@ class LineageCanvas(anywidget.AnyWidget):
     heard too)."""
 
     _esm = resources.files(__package__).joinpath("lineage.js").read_text(encoding="utf-8")
-    graph = traitlets.Dict().tag(sync=True)
+    # The browser draws ``layout`` (each box's label and tooltip included); the graph stays in
+    # the kernel, so a large graph crosses to the browser once.
+    graph = traitlets.Dict()
     layout = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     clicks = traitlets.Int(0).tag(sync=True)
