@@ -47,6 +47,7 @@ __all__ = [
     "load",
     "load_ipython_extension",
     "log",
+    "log_data_profile",
     "log_params",
     "predict",
     "production",
@@ -604,6 +605,18 @@ def audit_report(name: str, version: int | str | None = None, out: str | None = 
 
     try:
         return report.write(name, version, out) if out else report.audit_report(name, version)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def log_data_profile(data: Any) -> dict:
+    """Record the profile of ``data`` (per column: mean, std, min, max, null rate) on the tracked
+    run, as every inference run records its input's: ``nbtrack.diff(training_run,
+    inference_run)`` then shows how the inputs drifted. Returns the profile."""
+    from nbtrack.provenance import profiles
+
+    try:
+        return profiles.log_data_profile(data)
     except NbtrackError as e:
         raise e.with_traceback(None) from None
 
