@@ -67,7 +67,7 @@ def deployed(store, client):
     client.set_terminated(repro.info.run_id, "FINISHED")
     nbtrack.promote(MODEL, 1, reason=IMG)
     nbtrack.predict(f"{MODEL}@production", X[:7])
-    nbtrack.predict(f"{MODEL}/1", X[:5])
+    nbtrack.predict(f"{MODEL}/1", X[:5], experiment="audit-serving")  # another experiment
     nbtrack.promote(MODEL, 2, reason="better")
     nbtrack.predict(f"{MODEL}@production", X[:3])
     return v1
@@ -79,6 +79,7 @@ def test_the_report_says_what_an_auditor_asks(deployed):
     assert f["training"]["datasets"] == {"digits.npz": DIGEST[:36]}
     assert [r.tags[R.TAG_REPRO_VERDICT] for r in f["reproductions"]] == ["REPRODUCED"]
     assert (len(f["inference"]["runs"]), f["inference"]["predictions"]) == (2, 12)
+    assert set(f["inference"]["experiments"].values()) == {"audit-train", "audit-serving"}
     assert [m["action"] for m in f["moves"]].count("promote") == 2
 
     page = report.render(f)
