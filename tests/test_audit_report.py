@@ -146,3 +146,8 @@ def test_lineage_without_a_frontend_shows_the_static_picture(deployed):
     assert "application/vnd.jupyter.widget-view+json" not in bundle
     assert "nbtrack-lineage-svg" in bundle["text/html"]
     assert bundle["text/plain"].startswith("lineage: ")
+
+
+def test_the_default_file_name_stays_in_the_folder():
+    assert report.default_path("digits-clf", "3") == "digits-clf-v3-audit.html"
+    assert report.default_path("../etc/x y", "3") == "_etc_x_y-v3-audit.html"
