@@ -186,6 +186,12 @@ def test_the_audit_reads_in_runs_its_index_never_saw(clf, monkeypatch, tmp_path)
     # Another machine: an empty state dir, so an empty index and an empty download cache.
     monkeypatch.setenv("NBTRACK_STATE_DIR", str(tmp_path / "elsewhere"))
     assert nbtrack.audit_prediction("k19").model_version == "1"
+    # The closed runs' id ranges (tags) say which run may hold an id: only that one was read.
+    from nbtrack import store
+    from nbtrack.store import prediction_index
+
+    indexed = prediction_index.indexed_parts(store.tracking_uri())
+    assert inf.run_id not in indexed and len(indexed) == 1
     assert nbtrack.audit_prediction("m4").inference_run == inf.run_id
 
 

@@ -119,7 +119,7 @@ def audit_prediction(prediction_id: Any) -> PredictionAudit:
     uri = store.tracking_uri()
     hits = _live(prediction_index.lookup(uri, pid))
     if not hits:
-        searched = read_in(uri)
+        searched = read_in(uri, pid)
         hits = _live(prediction_index.lookup(uri, pid))
         if not hits:
             raise PredictionNotFound(pid, searched)
@@ -147,15 +147,27 @@ def inference_runs() -> list[R.RunView]:
     return store.runs_everywhere(store.tag_filter({R.TAG_KIND: R.KIND_INFERENCE}))
 
 
-def read_in(uri: str) -> int:
-    """Index the part files of inference runs the index lacks; returns how many inference runs
-    the store has. Files are listed and fetched by a few threads (each a request to a tracking
-    server); the rows go into the index from this one."""
+def may_hold(run: R.RunView, prediction_id: str) -> bool:
+    """Whether ``prediction_id`` is within the run's id range (its tags, written when it closed:
+    a zone map, as Parquet keeps per row group); a run without them (open, or older) may."""
+    low, high = run.tags.get(R.TAG_PREDICTIONS_MIN_ID), run.tags.get(R.TAG_PREDICTIONS_MAX_ID)
+    if low is None or high is None:
+        return True
+    return low <= prediction_id <= high
+
+
+def read_in(uri: str, wanted: str | None = None) -> int:
+    """Index the part files of inference runs the index lacks (with ``wanted``: only those whose
+    id range holds it); returns how many inference runs the store has. Files are listed and
+    fetched by a few threads (each a request to a tracking server); the rows go into the index
+    from this one."""
     from concurrent.futures import ThreadPoolExecutor
 
     runs = inference_runs()
     known = prediction_index.indexed_parts(uri)
     todo = [r for r in runs if not known.get(r.run_id, (set(), False))[1]]
+    if wanted is not None:
+        todo = [r for r in todo if may_hold(r, wanted)]
 
     def fetch(run: R.RunView) -> list[tuple[int, Any]]:
         parts = known.get(run.run_id, (set(), False))[0]

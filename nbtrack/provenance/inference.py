@@ -28,6 +28,8 @@ from nbtrack.tracking.snapshot import process_tags
 
 _log = logging.getLogger(__name__)
 
+MAX_ZONE_ID = 1000  # longer ids are not written as the run's id-range tags
+
 
 @dataclass
 class Batch:
@@ -95,6 +97,7 @@ class InferenceRun:
         self._predictions_digests: list[str] = []
         self._profile = rows.Profile()
         self._params_logged = False
+        self._id_range: tuple[str, str] | None = None
         self._profile_logged = False
 
     # -- opening ---------------------------------------------------------------------------------
@@ -166,6 +169,12 @@ class InferenceRun:
                 self._profile_logged = True
             store.log_artifact_dir(self.run_id, tmp, "")
         prediction_index.add(self.store_uri, self.run_id, part, batch.ids, batch.ts)
+        low, high = min(batch.ids), max(batch.ids)
+        self._id_range = (
+            (low, high)
+            if self._id_range is None
+            else (min(self._id_range[0], low), max(self._id_range[1], high))
+        )
         self.parts += 1
         self.count += len(batch.ids)
 
@@ -193,11 +202,12 @@ class InferenceRun:
                 R.PARAM_PREDICTIONS_HASH: predictions_digest,
             }
         )
-        store.log_params_tags(
-            self.run_id,
-            nbtrack_tags(params),
-            nbtrack_tags({R.TAG_INFERENCE_STATUS: "closed"}),
-        )
+        tags = {R.TAG_INFERENCE_STATUS: "closed"}
+        if self._id_range and max(map(len, self._id_range)) <= MAX_ZONE_ID:
+            # The run's id range: a lookup on a machine whose index lacks this run reads its files
+            # only when the id may be among them.
+            tags[R.TAG_PREDICTIONS_MIN_ID], tags[R.TAG_PREDICTIONS_MAX_ID] = self._id_range
+        store.log_params_tags(self.run_id, nbtrack_tags(params), nbtrack_tags(tags))
         if not self._profile_logged:
             profile = {nbtrack_text(R.ARTIFACT_INPUT_PROFILE): nbtrack_text(self._profile.json())}
             store.log_files(self.run_id, profile)
