@@ -143,10 +143,6 @@ def _live(hits: list[prediction_index.Hit]) -> list[tuple[prediction_index.Hit, 
     return out
 
 
-def inference_runs() -> list[R.RunView]:
-    return store.runs_everywhere(store.tag_filter({R.TAG_KIND: R.KIND_INFERENCE}))
-
-
 def may_hold(run: R.RunView, prediction_id: str) -> bool:
     """Whether ``prediction_id`` is within the run's id range (its tags, written when it closed:
     a zone map, as Parquet keeps per row group); a run without them (open, or older) may."""
@@ -163,7 +159,7 @@ def read_in(uri: str, wanted: str | None = None) -> int:
     from this one."""
     from concurrent.futures import ThreadPoolExecutor
 
-    runs = inference_runs()
+    runs = store.inference_runs()
     known = prediction_index.indexed_parts(uri)
     todo = [r for r in runs if not known.get(r.run_id, (set(), False))[1]]
     if wanted is not None:

@@ -81,9 +81,8 @@ def _experiment(experiment_id: str) -> str:
 
 def _inference(name: str, number: str) -> dict[str, Any]:
     """The version's inference runs (of every experiment) with their totals and time span."""
-    from nbtrack.provenance.graph import _inference_runs
 
-    runs = _inference_runs(name, number)
+    runs = store.inference_runs(name, number)
     total, known = 0, True
     for r in runs:
         try:
