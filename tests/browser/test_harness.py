@@ -38,14 +38,18 @@ with fig.batch_update():
         trace.y = list(trace.y) + [1.0, 0.8]
 """
 
+# The cell adds a point, then waits for the test to say it saw the plot grow (a file), so a busy
+# machine cannot finish the cell before the browser drew the first update.
 LIVE_CELL = """\
+import os
 import time
 
 for step in range(5, 10):
-    time.sleep(0.4)
     for trace in fig.data:
         trace.x = list(trace.x) + [step]
         trace.y = list(trace.y) + [0.5]
+    while step == 5 and not os.path.exists("seen-growing"):
+        time.sleep(0.05)
 """
 
 
@@ -101,8 +105,9 @@ def test_plotly_figurewidget_renders_and_updates(lab):
     lab.run_cell(2, wait=False)
     lab.wait_until(
         lambda: lab.is_running() and points.count() > 15,
-        timeout=30,
+        timeout=120,
         message="the plot to grow while the cell is still running",
     )
+    (lab.workdir / "seen-growing").touch()
     lab.wait_for_run()
     expect(points).to_have_count(30)
