@@ -39,6 +39,8 @@ __all__ = [
     "curves",
     "diff",
     "flush",
+    "gc",
+    "gc_log",
     "grid",
     "inference",
     "last_run",
@@ -57,6 +59,7 @@ __all__ = [
     "run",
     "runs",
     "unload_ipython_extension",
+    "usage",
 ]
 
 
@@ -618,6 +621,83 @@ def _has_frontend() -> bool:
     from nbtrack.widgets.live import has_frontend
 
     return has_frontend()
+
+
+# -- retention: usage, gc --------------------------------------------------------------------------
+
+
+def usage(
+    experiment: str | None = None,
+    *,
+    keep_top: int | None = None,
+    metric: str | None = None,
+    mode: str = "max",
+    keep_last: int | None = None,
+    older_than: Any = None,
+    kinds: Any = None,
+) -> Any:
+    """Where the disk went: bytes per run and per kind (checkpoints, models, snapshots, other),
+    largest first, with the total (``.frame``, ``.total``, ``.by_kind``); of one experiment, or
+    of all. With a gc policy (the arguments of ``nbtrack.gc``), ``.would_free`` says what that
+    gc would free."""
+    from nbtrack.retention import policy as policies
+    from nbtrack.retention import usage as usage_of
+
+    try:
+        given = (keep_top, metric, keep_last, older_than, kinds) != (None,) * 5
+        policy = (
+            policies.make_policy(keep_top, metric, mode, keep_last, older_than, kinds)
+            if given
+            else None
+        )
+        return usage_of.usage(experiment, policy)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def gc(
+    experiment: str,
+    keep_top: int | None = None,
+    metric: str | None = None,
+    keep_last: int | None = None,
+    older_than: Any = None,
+    apply: bool = False,
+    *,
+    mode: str = "max",
+    kinds: Any = None,
+    delete_runs: bool = False,
+    force: bool = False,
+) -> Any:
+    """Free the disk of experiment ``experiment``'s runs. A dry run unless ``apply=True``: per
+    run, what would go (bytes) or why it stays. Never deleted: a registered version's run, runs
+    whose versions hold or held an alias, runs tagged ``nbtrack.keep``, running runs,
+    reproductions of kept runs. The policy keeps the top ``keep_top`` by ``metric`` (``mode``
+    "max" or "min"), the ``keep_last`` newest, runs newer than ``older_than`` ("7d", "12h").
+    Of the other runs it deletes the artifacts outside ``nbtrack/`` and the unregistered logged
+    models (``kinds``: checkpoints, models, other); params, metrics and the snapshot stay.
+    ``delete_runs=True`` also soft-deletes them (``mlflow gc`` removes them for good). A policy
+    that keeps nothing is refused without ``force=True``. Applied gcs are in ``gc_log``."""
+    from nbtrack.retention import gc as gcs
+    from nbtrack.retention import policy as policies
+
+    try:
+        policy = policies.make_policy(
+            keep_top, metric, mode, keep_last, older_than, kinds, delete_runs
+        )
+        return gcs.gc(experiment, policy, apply=apply, force=force)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def gc_log(experiment: str) -> Any:
+    """Every applied gc of ``experiment``, oldest first: when, who, policy, runs touched, bytes
+    freed, files, models and runs deleted, the run ids."""
+    from nbtrack.retention import gc as gcs
+
+    try:
+        return gcs.gc_log(experiment)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
 
 
 # A GridResult's panel (grids sit below widgets and the facade: they are handed these).
