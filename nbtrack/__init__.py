@@ -34,6 +34,8 @@ __all__ = [
     "archive",
     "audit",
     "audit_prediction",
+    "checkpoint",
+    "checkpoints",
     "close_orphans",
     "compare",
     "curves",
@@ -46,6 +48,7 @@ __all__ = [
     "last_run",
     "lineage",
     "load",
+    "load_checkpoint",
     "load_ipython_extension",
     "log",
     "log_params",
@@ -696,6 +699,50 @@ def gc_log(experiment: str) -> Any:
 
     try:
         return gcs.gc_log(experiment)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def checkpoint(
+    obj: Any,
+    step: int,
+    metrics: dict[str, float] | None = None,
+    keep: int | None = None,
+    by: str | None = None,
+    mode: str = "max",
+    name: str = "checkpoint",
+) -> Any:
+    """Save ``obj`` (a torch module or state dict, a scikit-learn estimator) as a checkpoint of
+    the tracked run: an MLflow LoggedModel with its ``step`` and ``metrics`` linked to it. For
+    torch the loop pays a copy; the files are written in the background. ``keep=N`` keeps the
+    best N ``by`` a metric (``mode`` "max" or "min"; without ``by``, the last N) and deletes the
+    others' files at once. Returns a handle (``.uri``, ``.wait()``)."""
+    from nbtrack.retention import checkpoints as ckpt
+
+    try:
+        return ckpt.checkpoint(obj, step, metrics, keep, by, mode, name)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def checkpoints(run_id: str | None = None) -> Any:
+    """A run's checkpoints (default: the tracked run) as a DataFrame: step, model id, URI,
+    bytes, kept/why, format, and their metrics."""
+    from nbtrack.retention import checkpoints as ckpt
+
+    try:
+        return ckpt.checkpoints(run_id)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def load_checkpoint(run_id: str | None = None, which: Any = "best", by: str | None = None) -> Any:
+    """Load a kept checkpoint of a run: ``"best"`` (by ``by``, else the metric ``keep`` ranked
+    by), ``"last"``, or a step; with its flavour's loader (a state dict with ``torch.load``)."""
+    from nbtrack.retention import checkpoints as ckpt
+
+    try:
+        return ckpt.load_checkpoint(run_id, which, by)
     except NbtrackError as e:
         raise e.with_traceback(None) from None
 

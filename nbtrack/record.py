@@ -140,6 +140,8 @@ TAG_GC = "nbtrack.gc"  # on a run gc collected: when, what, bytes (JSON)
 TAG_GC_LOG_PREFIX = "nbtrack.gc_log."  # experiment tags, one per applied gc (JSON)
 TAG_CHECKPOINT_STEP = "nbtrack.checkpoint.step"  # on a logged model nbtrack.checkpoint made
 TAG_CHECKPOINT_STATE = "nbtrack.checkpoint.state"  # "writing", "ready", "dropped: <why>"
+TAG_CHECKPOINT_FORMAT = "nbtrack.checkpoint.format"  # how to load it: a flavour, or state_dict
+TAG_CHECKPOINT_BY = "nbtrack.checkpoint.by"  # "val_acc max": what keep=N ranked by
 SNAPSHOT_DIR = "nbtrack"  # a run's own record; gc never deletes under it
 
 CONTRACT: tuple[Field, ...] = (
@@ -316,6 +318,17 @@ CONTRACT: tuple[Field, ...] = (
         TAG_CHECKPOINT_STATE,
         "tag",
         "logged model tag: a checkpoint's state: writing, ready, or dropped (by keep=N, with why)",
+    ),
+    Field(
+        TAG_CHECKPOINT_FORMAT,
+        "tag",
+        "logged model tag: how a checkpoint loads: an MLflow flavour (pytorch, sklearn) or "
+        "state_dict (torch.load)",
+    ),
+    Field(
+        TAG_CHECKPOINT_BY,
+        "tag",
+        "logged model tag: the metric and mode a checkpoint was ranked by ('val_acc max')",
     ),
 )
 
