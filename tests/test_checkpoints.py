@@ -113,3 +113,41 @@ def test_keep_3_in_a_tracked_cell_leaves_3_loadable_checkpoints(shell):
     for step in table.loc[table["kept"], "step"]:
         loaded = nbtrack.load_checkpoint(run_id, int(step))
         assert loaded(torch.ones(1, 4)).shape == (1, 2)
+
+
+KILLED_MID_SAVE = """
+import os, sys, mlflow, torch, nbtrack
+mlflow.set_experiment("ckpt-killed")
+run = mlflow.start_run()
+net = torch.nn.Linear(64, 64)
+nbtrack.checkpoint(net.state_dict(), step=0, metrics={"val_acc": 0.5}).wait()
+saved = nbtrack.checkpoint(net.state_dict(), step=1, metrics={"val_acc": 0.9})
+print(run.info.run_id, saved.model_id, flush=True)
+os._exit(0)  # the process ends with the second checkpoint's write under way, as a killed kernel
+"""
+
+
+def test_a_process_killed_mid_save_lists_no_checkpoint_that_cannot_load(store, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_MID_SAVE)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    run_id, model_id = out.split()
+    table = nbtrack.checkpoints(run_id)
+    assert 0 in set(table["step"])
+    if model_id in set(table["model_id"]):  # the thread may have finished before the exit
+        assert nbtrack.load_checkpoint(run_id, 1)
+    else:
+        from nbtrack import store as st
+
+        assert st.logged_model(model_id).status == "PENDING"
+    for step in table["step"]:
+        assert nbtrack.load_checkpoint(run_id, int(step))
