@@ -4,9 +4,10 @@ MLflow 3 LoggedModels of the run, with their step and the metrics MLflow links t
 How an object is saved, by its type: a torch module with MLflow's pytorch flavour, a torch state
 dict with ``torch.save`` (loaded back with ``torch.load``), a scikit-learn estimator with the
 sklearn flavour. For torch the loop pays a copy (the state dict's tensors copied to the CPU, a
-module deep-copied) and one request making the model; the files are written by this process's
-checkpoint thread. A model is READY only once its files and metrics are in: one a killed kernel
-left half-written stays PENDING and is never listed or loaded.
+module deep-copied); the LoggedModel is made and its files written by this process's checkpoint
+thread (the run's experiment is looked up once per run). A model is READY only once its files
+and metrics are in: one a killed kernel left half-written stays PENDING and is never listed or
+loaded.
 
 ``keep=N`` (ranked ``by`` a metric, else by step) drops the other checkpoints of the run as soon
 as a newer one is ready: their files are deleted, their LoggedModel stays, tagged
@@ -24,7 +25,6 @@ import queue
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from nbtrack import record, store
@@ -40,20 +40,30 @@ DROPPED = "dropped: "
 COLUMNS = ["step", "model_id", "uri", "bytes", "kept", "why", "format"]
 
 
-@dataclass(frozen=True)
 class Saved:
-    """A checkpoint being written: ``wait()`` returns once it is READY (or failed)."""
+    """A checkpoint being written: ``wait()`` returns once it is READY (or failed);
+    ``model_id`` and ``uri`` once its LoggedModel exists (the writer makes it)."""
 
-    model_id: str
-    step: int
-    run_id: str
+    def __init__(self, run_id: str, step: int) -> None:
+        self.run_id, self.step = run_id, step
+        self._model_id: str | None = None
+        self._made = threading.Event()
 
     @property
-    def uri(self) -> str:
-        return f"models:/{self.model_id}"
+    def model_id(self) -> str | None:
+        self._made.wait(60.0)
+        return self._model_id
+
+    @property
+    def uri(self) -> str | None:
+        model_id = self.model_id
+        return f"models:/{model_id}" if model_id else None
 
     def wait(self, timeout: float | None = 60.0) -> bool:
         return _writer.wait(self.run_id, timeout)
+
+    def __repr__(self) -> str:
+        return f"<checkpoint step {self.step} of run {self.run_id}>"
 
 
 class _Writer:
@@ -101,6 +111,9 @@ _writer = _Writer()
 atexit.register(_writer.wait, None, 120.0)
 
 
+_experiments: dict[str, str] = {}  # run id -> experiment id: asked once per run
+
+
 def _run_ids(run_id: str | None) -> tuple[str, str]:
     """(run id, experiment id) of the run named, else of the tracked (or MLflow-active) run."""
     if run_id is None:
@@ -113,7 +126,9 @@ def _run_ids(run_id: str | None) -> tuple[str, str]:
             "nbtrack.checkpoint needs a run and none is active",
             "call it inside a %%track cell (or an mlflow.start_run() block)",
         )
-    return run_id, store.get_run(run_id).experiment_id
+    if run_id not in _experiments:
+        _experiments[run_id] = store.get_run(run_id).experiment_id
+    return run_id, _experiments[run_id]
 
 
 def _prepared(obj: object) -> tuple[str, object]:
@@ -169,8 +184,8 @@ def checkpoint(
     for k, v in metrics.items():
         if not isinstance(v, (int, float)) or math.isnan(float(v)):
             raise UsageError(f"the checkpoint metric {k!r} is not a number: {v!r}", "")
-    fmt, payload = _prepared(obj)
     run, exp_id = _run_ids(run_id)
+    fmt, payload = _prepared(obj)
     tags = {
         record.TAG_CHECKPOINT_STEP: step,
         record.TAG_CHECKPOINT_STATE: STATE_WRITING,
@@ -178,22 +193,28 @@ def checkpoint(
     }
     if by:
         tags[record.TAG_CHECKPOINT_BY] = f"{by} {mode}"
-    model_id, _ = store.create_model(
-        exp_id, nbtrack_text(f"{name}-{step}"), run, nbtrack_tags(tags), "checkpoint"
-    )
+    saved = Saved(run, step)
 
     def write() -> None:
-        _write(model_id, run, exp_id, fmt, payload, metrics, step, keep, by, mode)
+        _write(saved, exp_id, fmt, payload, tags, metrics, keep, by, mode, name)
 
     if fmt == "sklearn":
         write()  # an estimator may change after the call (warm_start): written before returning
     else:
         _writer.submit(run, write)
-    return Saved(model_id, step, run)
+    return saved
 
 
-def _write(model_id, run_id, exp_id, fmt, payload, metrics, step, keep, by, mode) -> None:
+def _write(saved: Saved, exp_id, fmt, payload, tags, metrics, keep, by, mode, name) -> None:
+    run_id, step, model_id = saved.run_id, saved.step, None
     try:
+        try:
+            model_id, _ = store.create_model(
+                exp_id, nbtrack_text(f"{name}-{step}"), run_id, nbtrack_tags(tags), "checkpoint"
+            )
+            saved._model_id = model_id
+        finally:
+            saved._made.set()
         with tempfile.TemporaryDirectory(prefix="nbtrack-ckpt-") as tmp:
             folder = Path(tmp) / "model"
             if fmt == "state_dict":
@@ -210,7 +231,8 @@ def _write(model_id, run_id, exp_id, fmt, payload, metrics, step, keep, by, mode
     except Exception:
         _log.warning("nbtrack: checkpoint %s of run %s was not saved", step, run_id, exc_info=True)
         try:
-            store.finalize_model(model_id, ok=False)
+            if model_id:
+                store.finalize_model(model_id, ok=False)
         except Exception:
             _log.debug("could not mark checkpoint %s FAILED", model_id, exc_info=True)
         return
