@@ -117,7 +117,8 @@ def test_seed_scenario_gc_keeps_the_top_5_and_the_registered_run(seeded, client)
     assert dry.bytes == expected
 
     usage = nbtrack.usage(EXP, keep_top=5, metric="val_acc")
-    assert usage.would_free == expected
+    assert usage.would_free == expected == usage.frame["would_free"].sum()
+    assert usage.frame.set_index("run_id").loc[registered, "would_free"] == 0
     assert usage.total == sum(sum(d.values()) for d in before.values()) + sum(
         _model_bytes(m)
         for m in (seeded["registered_model"], seeded["loose_model"], seeded["top_model"])

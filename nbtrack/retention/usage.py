@@ -15,7 +15,8 @@ COLUMNS = ["run_id", "name", "status", *KINDS, "total"]
 
 @dataclass
 class Usage:
-    """``frame``: one row per run (bytes per kind and in all), largest first; ``total`` and
+    """``frame``: one row per run (bytes per kind and in all; with a policy, what gc would free
+    of it), largest first; ``total`` and
     ``by_kind`` over every run; ``would_free``: what a gc with the policy given would free
     (None when no policy was given), with ``gc`` its plan."""
 
@@ -44,9 +45,11 @@ def usage(experiment: str | None = None, policy: policies.Policy | None = None) 
 
     store.configure()
     label = experiment or "all experiments"
+    freed: dict[str, int] = {}
     if policy is not None:
         result = gcs.plan(experiment, policy, label)
         files = [p.files for p in result.plans]
+        freed = {p.files.run.run_id: p.bytes for p in result.plans if p.collected}
     else:
         result = None
         exp_ids = experiment_ids(experiment)
@@ -58,11 +61,12 @@ def usage(experiment: str | None = None, policy: policies.Policy | None = None) 
         for k, v in kinds.items():
             by_kind[k] += v
         run = rf.run
-        rows.append(
-            {"run_id": run.run_id, "name": run.name, "status": run.status, **kinds}
-            | {"total": sum(kinds.values())}
-        )
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+        row = {"run_id": run.run_id, "name": run.name, "status": run.status, **kinds}
+        row["total"] = sum(kinds.values())
+        if result is not None:
+            row["would_free"] = freed.get(run.run_id, 0)
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=COLUMNS + (["would_free"] if result is not None else []))
     frame = frame.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
     return Usage(
         label,
