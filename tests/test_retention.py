@@ -264,3 +264,20 @@ def test_cli_dry_run_then_apply(store, client, tmp_path, capsys):
     assert cli.main(["gc-log", "-e", EXP]) == 0
     assert "bytes_freed" in capsys.readouterr().out
     assert os.path.exists(tmp_path)
+
+
+def test_a_collected_tracked_run_still_reproduces(store, client, tmp_path):
+    from tests.test_repro import _only_run, _original, _points
+
+    proj = tmp_path / "proj"
+    _points(proj / "data" / "points.csv")
+    _original("repro_train.ipynb", proj, {"epochs": 4})
+    run_id = _only_run(client, "repro").info.run_id
+    ckpt = tmp_path / "checkpoint_3.pth"
+    ckpt.write_bytes(b"w" * 1000)
+    client.log_artifact(run_id, str(ckpt))  # what the seed logs by hand
+    done = nbtrack.gc("repro", apply=True, force=True)  # no policy: every run goes
+    assert done.bytes_freed == 1000
+    assert {f.path for f in client.list_artifacts(run_id)} == {"nbtrack"}
+    report = nbtrack.reproduce(run_id)
+    assert report.verdict == "REPRODUCED", str(report)
