@@ -21,6 +21,7 @@ import atexit
 import copy
 import logging
 import math
+import numbers
 import queue
 import tempfile
 import threading
@@ -170,7 +171,7 @@ def checkpoint(
     run_id: str | None = None,
 ) -> Saved:
     metrics = dict(metrics or {})
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise UsageError(f"a checkpoint's step must be a whole number >= 0, not {step!r}", "")
     if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
         raise UsageError(f"keep must be a whole number >= 1, not {keep!r}", "e.g. keep=3")
@@ -187,13 +188,13 @@ def checkpoint(
     run, exp_id = _run_ids(run_id)
     fmt, payload = _prepared(obj)
     tags = {
-        record.TAG_CHECKPOINT_STEP: step,
+        record.TAG_CHECKPOINT_STEP: int(step),
         record.TAG_CHECKPOINT_STATE: STATE_WRITING,
         record.TAG_CHECKPOINT_FORMAT: fmt,
     }
     if by:
         tags[record.TAG_CHECKPOINT_BY] = f"{by} {mode}"
-    saved = Saved(run, step)
+    saved = Saved(run, int(step))
 
     def write() -> None:
         _write(saved, exp_id, fmt, payload, tags, metrics, keep, by, mode, name)

@@ -62,6 +62,7 @@ class RunPlan:
     kept_why: list[str]
     delete_files: list[tuple[str, int, str]] = field(default_factory=list)
     delete_models: list[ModelFiles] = field(default_factory=list)
+    delete_run: bool = False  # --delete-runs: soft-deleted even with no files to free
 
     @property
     def bytes(self) -> int:
@@ -69,7 +70,9 @@ class RunPlan:
 
     @property
     def collected(self) -> bool:
-        return not self.kept_why and bool(self.delete_files or self.delete_models)
+        return not self.kept_why and bool(
+            self.delete_files or self.delete_models or self.delete_run
+        )
 
 
 @dataclass
@@ -152,6 +155,7 @@ def plan(experiment: str | None, policy: policies.Policy, label: str | None = No
     for rf in inventory(runs, exp_ids):
         p = RunPlan(rf, keep[rf.run.run_id])
         if not p.kept_why:
+            p.delete_run = policy.delete_runs
             p.delete_files = [f for f in rf.files if f[2] in policy.kinds]
             p.delete_models = [
                 m
