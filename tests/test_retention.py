@@ -35,15 +35,13 @@ def _seed(client, tmp_path: Path, runs: int = 50, checkpoints: int = 5) -> dict:
             params=[Param("lr", str(0.001 * (k + 1))), Param("k", str(k))],
         )
         folder = files / run_id
-        folder.mkdir()
+        (folder / "extras").mkdir(parents=True)
+        (folder / record.SNAPSHOT_DIR).mkdir()
         for i in range(checkpoints):
-            path = folder / f"checkpoint_{i}.pth"
-            path.write_bytes(b"x" * (100 * k + 10 * i + 1))
-            client.log_artifact(run_id, str(path))
-        (folder / "notes.txt").write_text("n" * 7)
-        client.log_artifact(run_id, str(folder / "notes.txt"), "extras")
-        (folder / "cell.py").write_text("lr = 0.1\n")
-        client.log_artifact(run_id, str(folder / "cell.py"), record.SNAPSHOT_DIR)
+            (folder / f"checkpoint_{i}.pth").write_bytes(b"x" * (100 * k + 10 * i + 1))
+        (folder / "extras" / "notes.txt").write_text("n" * 7)
+        (folder / record.SNAPSHOT_DIR / "cell.py").write_text("lr = 0.1\n")
+        client.log_artifacts(run_id, str(folder))  # as log_artifact file by file, in one call
         client.set_terminated(run_id, "FINISHED")
         ids.append(run_id)
     return {"exp_id": exp_id, "runs": ids}
