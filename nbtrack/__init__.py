@@ -34,6 +34,7 @@ __all__ = [
     "archive",
     "audit",
     "audit_prediction",
+    "audit_report",
     "checkpoint",
     "checkpoints",
     "close_orphans",
@@ -51,6 +52,7 @@ __all__ = [
     "load_checkpoint",
     "load_ipython_extension",
     "log",
+    "log_data_profile",
     "log_params",
     "predict",
     "production",
@@ -599,6 +601,32 @@ def audit_prediction(prediction_id: Any) -> Any:
         raise e.with_traceback(None) from None
 
 
+def audit_report(name: str, version: int | str | None = None, out: str | None = None) -> str:
+    """The compliance report of model ``name``'s production version (or ``version``): one
+    standalone HTML page with the training data's digests and sources, the commit, the notebook
+    and its snapshot, the environment, params and metrics, the training run's reproductions,
+    every registry move (who, when, why) and the inference runs the version served. Returns the
+    page; with ``out``, writes it there and returns the path."""
+    from nbtrack.provenance import report
+
+    try:
+        return report.write(name, version, out) if out else report.audit_report(name, version)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def log_data_profile(data: Any) -> dict:
+    """Record the profile of ``data`` (per column: mean, std, min, max, null rate) on the tracked
+    run, as every inference run records its input's: ``nbtrack.diff(training_run,
+    inference_run)`` then shows how the inputs drifted. Returns the profile."""
+    from nbtrack.provenance import profiles
+
+    try:
+        return profiles.log_data_profile(data)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
 def lineage(target: Any = None, *, version: Any = None, data_hash: str | None = None) -> Any:
     """The connected graph datasets -> training runs -> model versions (with alias history) ->
     inference runs, from any node: a model name (``version=`` for one), a run id, a prediction id,
@@ -615,9 +643,39 @@ def lineage(target: Any = None, *, version: Any = None, data_hash: str | None = 
 
 
 def _lineage_view(found: Any) -> dict:
-    """The graph's display: text, plus the widget when a frontend shows widgets (set by the
-    widgets part when it is installed)."""
-    return {"text/plain": str(found)}
+    """The graph's display: the drawn graph (a widget whose node clicks show that run's card)
+    where a frontend shows widgets, else its static SVG; the text for terminals."""
+    from nbtrack.query import lineage_svg
+
+    graph = found.to_dict()
+    static = {"text/plain": str(found), "text/html": lineage_svg.html(graph)}
+    try:
+        if not _has_frontend():
+            return static
+        from nbtrack.widgets import lineage as view
+    except (ImportError, NbtrackError):  # no widgets extra: the picture is the static one
+        return static
+    bundle = view.show(graph, _lineage_selected)._repr_mimebundle_()
+    bundle["text/plain"] = str(found)
+    return bundle
+
+
+def _lineage_selected(node: Mapping[str, Any]) -> None:
+    """A click on a lineage node: the card of its run (a training or inference run, a version's
+    training run), else the node's details."""
+    from IPython.display import display
+
+    from nbtrack import store
+    from nbtrack.widgets.card import card_of
+
+    run_id = node.get("run_id")
+    if not run_id:
+        detail = node.get("detail") or {}
+        print("\n".join([str(node.get("label")), *(f"{k}: {v}" for k, v in detail.items())]))
+        return
+    run = store.get_run(run_id)
+    experiment = store.experiment_name(run.experiment_id)
+    display(card_of(run, experiment=experiment, server_url=store.server_url()))
 
 
 def _has_frontend() -> bool:

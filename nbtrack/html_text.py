@@ -21,11 +21,16 @@ def _visible(m: re.Match[str]) -> str:
     return f"\\u{ord(m.group(0)):04x}"
 
 
+def visible(value: object) -> str:
+    """``value`` as text with its invisible controls shown as ``\\uXXXX`` and nothing else
+    changed: for text that goes in as text, not markup (a browser's ``textContent``)."""
+    return _INVISIBLE.sub(_visible, "" if value is None else str(value))
+
+
 def escape(value: object, quote: bool = True) -> str:
     """``value`` as HTML text (safe inside an attribute when ``quote``), invisible controls
     shown as ``\\uXXXX``; None is the empty string."""
-    text = "" if value is None else str(value)
-    return html.escape(_INVISIBLE.sub(_visible, text), quote=quote)
+    return html.escape(visible(value), quote=quote)
 
 
-__all__ = ["escape"]
+__all__ = ["escape", "visible"]

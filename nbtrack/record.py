@@ -97,6 +97,8 @@ TAG_PARENT_RUN = "nbtrack.parent_run"  # an inference run's model version's trai
 TAG_INFERENCE_ALIAS = "nbtrack.inference.alias"  # the alias the caller named (name@alias)
 TAG_INFERENCE_ALIASES = "nbtrack.inference.aliases"  # the aliases the version held then
 TAG_INFERENCE_STATUS = "nbtrack.inference.status"  # open while a serving loop appends batches
+TAG_PREDICTIONS_MIN_ID = "nbtrack.predictions.min_id"
+TAG_PREDICTIONS_MAX_ID = "nbtrack.predictions.max_id"
 PARAM_MODEL_NAME = "model_name"
 PARAM_MODEL_VERSION = "model_version"
 PARAM_MODEL_URI = "model_uri"
@@ -226,6 +228,13 @@ CONTRACT: tuple[Field, ...] = (
         "tag",
         "on an inference run: 'open' while a serving loop appends batches, then 'closed'",
     ),
+    Field(
+        TAG_PREDICTIONS_MIN_ID,
+        "tag",
+        "on an inference run: its smallest prediction id (string order), with the largest a "
+        "range a lookup reads the run's files for only when the id is in it",
+    ),
+    Field(TAG_PREDICTIONS_MAX_ID, "tag", "on an inference run: its largest prediction id"),
     Field(PARAM_MODEL_NAME, "param", "on an inference run: the registered model's name"),
     Field(PARAM_MODEL_VERSION, "param", "on an inference run: the model version (a number)"),
     Field(

@@ -281,3 +281,22 @@ def test_a_long_command_line_does_not_stop_tracking(store, client, tmp_path):
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(store), check=True)
     [run] = all_runs(client, "long")
     assert run.data.tags["mlflow.source.name"] == str(nb)
+
+
+def test_a_cell_ending_in_a_newline_names_its_notebook(store, client, tmp_path):
+    """IPython's history drops a cell's trailing newlines; the cell being run keeps them. Tools
+    write cells that end in one: the cell must not count twice in the kernel's history."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    nb = work / "trailing.ipynb"
+    cells = ["%load_ext nbtrack\n", "%%track -e trailing\nx = 1\n"]
+    new_cell = nbformat.v4.new_code_cell
+    nbformat.write(nbformat.v4.new_notebook(cells=[new_cell(c) for c in cells]), nb)
+    code = (
+        "import papermill as pm\n"
+        f"pm.execute_notebook({str(nb)!r}, {str(work / 'out.ipynb')!r}, progress_bar=False, "
+        f"kernel_name='python3', cwd={str(work)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(store), check=True)
+    [run] = all_runs(client, "trailing")
+    assert run.data.tags["mlflow.source.name"] == str(nb)

@@ -277,7 +277,10 @@ def cell_source(shell, info=None):
     raw = getattr(info, "raw_cell", None)
     if raw is None:
         raw = hist[-1] if hist else ""
-    earlier = hist[:-1] if hist and hist[-1] == raw else hist
+    # IPython's history keeps a cell without its trailing newlines; the cell being run has them.
+    # Compared as written, a cell ending in a newline (as tools write them) would be in the
+    # history twice, and no notebook would hold the cells this kernel ran.
+    earlier = hist[:-1] if hist and hist[-1].rstrip() == raw.rstrip() else hist
     lines = raw.lstrip("\n").splitlines(keepends=True)
     body = "".join(lines[1:]) if lines and is_track(lines[0]) else raw
     try:

@@ -25,6 +25,8 @@ from nbtrack.store import prediction_index
 
 _log = logging.getLogger(__name__)
 
+READ_IN_THREADS = 4  # fetching prediction files: I/O-bound, a request each against a server
+
 
 @dataclass(frozen=True)
 class PredictionAudit:
@@ -117,7 +119,7 @@ def audit_prediction(prediction_id: Any) -> PredictionAudit:
     uri = store.tracking_uri()
     hits = _live(prediction_index.lookup(uri, pid))
     if not hits:
-        searched = read_in(uri)
+        searched = read_in(uri, pid)
         hits = _live(prediction_index.lookup(uri, pid))
         if not hits:
             raise PredictionNotFound(pid, searched)
@@ -141,36 +143,53 @@ def _live(hits: list[prediction_index.Hit]) -> list[tuple[prediction_index.Hit, 
     return out
 
 
-def inference_runs() -> list[R.RunView]:
-    return store.runs_everywhere(store.tag_filter({R.TAG_KIND: R.KIND_INFERENCE}))
+def may_hold(run: R.RunView, prediction_id: str) -> bool:
+    """Whether ``prediction_id`` is within the run's id range (its tags, written when it closed:
+    a zone map, as Parquet keeps per row group); a run without them (open, or older) may."""
+    low, high = run.tags.get(R.TAG_PREDICTIONS_MIN_ID), run.tags.get(R.TAG_PREDICTIONS_MAX_ID)
+    if low is None or high is None:
+        return True
+    return low <= prediction_id <= high
 
 
-def read_in(uri: str) -> int:
-    """Index the part files of inference runs the index lacks; returns how many inference runs
-    the store has."""
-    runs = inference_runs()
+def read_in(uri: str, wanted: str | None = None) -> int:
+    """Index the part files of inference runs the index lacks (with ``wanted``: only those whose
+    id range holds it); returns how many inference runs the store has. Files are listed and
+    fetched by a few threads (each a request to a tracking server); the rows go into the index
+    from this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    runs = store.inference_runs()
     known = prediction_index.indexed_parts(uri)
-    done = []
-    for run in runs:
-        parts, complete = known.get(run.run_id, (set(), False))
-        if complete:
-            continue
+    todo = [r for r in runs if not known.get(r.run_id, (set(), False))[1]]
+    if wanted is not None:
+        todo = [r for r in todo if may_hold(r, wanted)]
+
+    def fetch(run: R.RunView) -> list[tuple[int, Any]]:
+        parts = known.get(run.run_id, (set(), False))[0]
+        tables = []
         for path in store.artifact_files(run.run_id, R.ARTIFACT_PREDICTIONS_DIR):
             number = _part_number(path)
             if number is None or number in parts:
                 continue
             table = _part_table(run.run_id, number, columns=["prediction_id", "timestamp"])
-            if table is None:
-                continue
-            prediction_index.add(
-                uri,
-                run.run_id,
-                number,
-                table.column("prediction_id").to_pylist(),
-                table.column("timestamp").to_pylist(),
-            )
-        if run.status in ("FINISHED", "FAILED", "KILLED"):
-            done.append(run.run_id)
+            if table is not None:
+                tables.append((number, table))
+        return tables
+
+    done = []
+    with ThreadPoolExecutor(max_workers=READ_IN_THREADS) as pool:
+        for run, tables in zip(todo, pool.map(fetch, todo), strict=True):
+            for number, table in tables:
+                prediction_index.add(
+                    uri,
+                    run.run_id,
+                    number,
+                    table.column("prediction_id").to_pylist(),
+                    table.column("timestamp").to_pylist(),
+                )
+            if run.status in ("FINISHED", "FAILED", "KILLED"):
+                done.append(run.run_id)
     prediction_index.mark_complete(uri, done)
     return len(runs)
 

@@ -16,7 +16,6 @@ from nbtrack import record as R
 from nbtrack import store
 from nbtrack.errors import NbtrackError, NotFound, UsageError
 from nbtrack.provenance import alias_history
-from nbtrack.store.connection import MAX_DATASET_DIGEST
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _log = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ class _Builder:
         if run_node is not None:
             g.edge(run_node, node, "registered_as")
         if down:
-            for run in _inference_runs(name, number):
+            for run in store.inference_runs(name, number):
                 g.edge(node, self.inference(run, up=False), "served")
         return node
 
@@ -204,17 +203,6 @@ class _Builder:
         return node
 
 
-def _inference_runs(name: str, number: str) -> list[R.RunView]:
-    filters = store.tag_filter({R.TAG_KIND: R.KIND_INFERENCE})
-    filters += f" and params.{R.PARAM_MODEL_NAME} = {_quoted(name)}"
-    filters += f" and params.{R.PARAM_MODEL_VERSION} = {_quoted(number)}"
-    return store.runs_everywhere(filters)
-
-
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _experiment(experiment_id: str) -> str:
     try:
         return store.experiment_name(experiment_id)
@@ -231,8 +219,7 @@ def lineage(target: Any = None, *, version: Any = None, data_hash: str | None = 
     g = b.graph
     if data_hash:
         digest = str(data_hash).strip()
-        found = store.runs_everywhere(f"params.{R.PARAM_DATA_HASH} = {_quoted(digest)}")
-        found += store.runs_everywhere(f"dataset.digest = {_quoted(digest[:MAX_DATASET_DIGEST])}")
+        found = store.runs_of_data(digest)
         for run in found:
             if run.tags.get(R.TAG_KIND) != R.KIND_INFERENCE:
                 b.training_run(run)

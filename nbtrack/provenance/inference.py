@@ -28,6 +28,8 @@ from nbtrack.tracking.snapshot import process_tags
 
 _log = logging.getLogger(__name__)
 
+MAX_ZONE_ID = 1000  # longer ids are not written as the run's id-range tags
+
 
 @dataclass
 class Batch:
@@ -91,9 +93,12 @@ class InferenceRun:
         self.started = int(time.time() * 1000)
         self.parts = 0
         self.count = 0
-        self._input_hash = hashlib.sha256()
-        self._predictions_hash = hashlib.sha256()
+        self._input_digests: list[str] = []  # one per batch (32 bytes each: bounded enough)
+        self._predictions_digests: list[str] = []
         self._profile = rows.Profile()
+        self._params_logged = False
+        self._id_range: tuple[str, str] | None = None
+        self._profile_logged = False
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -109,9 +114,11 @@ class InferenceRun:
                 )
         return store.experiment_id("inference")
 
-    def open(self) -> str:
+    def open(self, *, params_now: bool = True) -> str:
+        """Create the run; ``params_now=False`` leaves the model's params for ``close`` (one
+        request fewer when the whole run is one batch)."""
         m = self.resolved
-        held = _aliases_held(m)
+        held = m.aliases_held
         tags = {
             R.TAG_KIND: R.KIND_INFERENCE,
             R.TAG_INFERENCE_STATUS: "open",
@@ -126,59 +133,84 @@ class InferenceRun:
         self.run_id = store.create_run(
             self._experiment_id(), nbtrack_text(name), nbtrack_tags(tags)
         )
+        if params_now:
+            store.log_params_tags(self.run_id, nbtrack_tags(self._model_params()))
+            self._params_logged = True
+        return self.run_id
+
+    def _model_params(self) -> dict[str, str]:
+        m = self.resolved
         params = {
             R.PARAM_MODEL_NAME: m.name,
             R.PARAM_MODEL_VERSION: m.version,
             R.PARAM_MODEL_URI: m.uri,
             R.PARAM_INFERENCE_TIMESTAMP: _iso(self.started),
         }
-        store.log_params_tags(self.run_id, nbtrack_tags({k: v for k, v in params.items() if v}))
-        return self.run_id
+        return {k: v for k, v in params.items() if v}
 
     # -- writing a batch -------------------------------------------------------------------------
 
-    def write(self, batch: Batch) -> None:
-        """The batch's part file logged, then indexed (the index never names a missing file)."""
+    def write(self, batch: Batch, *, with_profile: bool = False) -> None:
+        """The batch's part file logged, then indexed (the index never names a missing file);
+        ``with_profile``: the input's profile goes up in the same request (a one-batch run)."""
         import pyarrow.parquet as pq
 
         assert self.run_id is not None, "open the run first"
         part = self.parts
+        self._input_digests.append(rows.digest_of_hashes(batch.row_hashes))
+        self._predictions_digests.append(rows.predictions_digest(batch.output))
+        self._profile.add(batch.frame)
         with tempfile.TemporaryDirectory(prefix="nbtrack-predictions-") as tmp:
-            path = Path(tmp, f"part-{part:05d}.parquet")
+            path = Path(tmp, R.ARTIFACT_PREDICTIONS_DIR, f"part-{part:05d}.parquet")
+            path.parent.mkdir(parents=True)
             pq.write_table(batch.table(), path, compression="zstd")
-            store.log_artifact_dir(self.run_id, tmp, R.ARTIFACT_PREDICTIONS_DIR)
+            if with_profile:
+                Path(tmp, R.ARTIFACT_INPUT_PROFILE).write_text(self._profile.json())
+                self._profile_logged = True
+            store.log_artifact_dir(self.run_id, tmp, "")
         prediction_index.add(self.store_uri, self.run_id, part, batch.ids, batch.ts)
+        low, high = min(batch.ids), max(batch.ids)
+        self._id_range = (
+            (low, high)
+            if self._id_range is None
+            else (min(self._id_range[0], low), max(self._id_range[1], high))
+        )
         self.parts += 1
         self.count += len(batch.ids)
-        self._input_hash.update(bytes.fromhex(rows.digest_of_hashes(batch.row_hashes)))
-        self._predictions_hash.update(bytes.fromhex(rows.predictions_digest(batch.output)))
-        self._profile.add(batch.frame)
 
     # -- closing ---------------------------------------------------------------------------------
 
     def digests(self) -> tuple[str, str]:
-        """(input digest, predictions digest). One batch: the sha256 over its rows' hashes; several:
-        the sha256 over the batches' digests, in order."""
-        return self._input_hash.hexdigest(), self._predictions_hash.hexdigest()
+        """(input digest, predictions digest). One batch: the sha256 over its rows' hashes (and
+        over its outputs); several: the sha256 over the batches' digests, in order."""
+
+        def combined(digests: list[str]) -> str:
+            if len(digests) == 1:
+                return digests[0]
+            return hashlib.sha256(b"".join(bytes.fromhex(d) for d in digests)).hexdigest()
+
+        return combined(self._input_digests), combined(self._predictions_digests)
 
     def close(self, status: str = "FINISHED") -> None:
         assert self.run_id is not None
         input_digest, predictions_digest = self.digests()
-        store.log_params_tags(
-            self.run_id,
-            nbtrack_tags(
-                {
-                    R.PARAM_N_PREDICTIONS: str(self.count),
-                    R.PARAM_INPUT_DATA_HASH: input_digest,
-                    R.PARAM_PREDICTIONS_HASH: predictions_digest,
-                }
-            ),
-            nbtrack_tags({R.TAG_INFERENCE_STATUS: "closed"}),
+        params = {} if self._params_logged else self._model_params()
+        params.update(
+            {
+                R.PARAM_N_PREDICTIONS: str(self.count),
+                R.PARAM_INPUT_DATA_HASH: input_digest,
+                R.PARAM_PREDICTIONS_HASH: predictions_digest,
+            }
         )
-        store.log_files(
-            self.run_id,
-            {nbtrack_text(R.ARTIFACT_INPUT_PROFILE): nbtrack_text(self._profile.json())},
-        )
+        tags = {R.TAG_INFERENCE_STATUS: "closed"}
+        if self._id_range and max(map(len, self._id_range)) <= MAX_ZONE_ID:
+            # The run's id range: a lookup on a machine whose index lacks this run reads its files
+            # only when the id may be among them.
+            tags[R.TAG_PREDICTIONS_MIN_ID], tags[R.TAG_PREDICTIONS_MAX_ID] = self._id_range
+        store.log_params_tags(self.run_id, nbtrack_tags(params), nbtrack_tags(tags))
+        if not self._profile_logged:
+            profile = {nbtrack_text(R.ARTIFACT_INPUT_PROFILE): nbtrack_text(self._profile.json())}
+            store.log_files(self.run_id, profile)
         store.log_dataset_input(
             self.run_id,
             name=nbtrack_text(self.batch_name or f"inference-input-{input_digest[:8]}"),
@@ -203,16 +235,6 @@ class InferenceRun:
             )
 
 
-def _aliases_held(m: ResolvedModel) -> list[str]:
-    """The aliases the version holds now (recorded on the run: the registry may change later)."""
-    if not m.name:
-        return []
-    rm = store.registered_model(m.name)
-    if rm is None:
-        return []
-    return sorted(a for a, v in rm.aliases.items() if str(v) == m.version)
-
-
 def predict(
     model: Any,
     data: Any,
@@ -228,8 +250,8 @@ def predict(
     output, batch = prepare(loaded, data, ids)
     run = InferenceRun(resolved, experiment=experiment, batch_name=batch_name)
     try:
-        run.open()
-        run.write(batch)
+        run.open(params_now=False)
+        run.write(batch, with_profile=True)
         run.close()
     except BaseException:
         run.discard()

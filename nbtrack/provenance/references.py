@@ -34,6 +34,7 @@ class ResolvedModel:
     run_id: str | None  # the training run
     alias: str | None  # the alias the caller named, if any
     model_id: str | None = None
+    aliases_held: tuple[str, ...] = ()  # the aliases the version held when it was resolved
 
     @property
     def label(self) -> str:
@@ -88,10 +89,11 @@ def _by_alias(name: str, alias: str, named: str | bool | None = True) -> Resolve
             f"{name}@{alias}",
             f"model {name!r} has {held}; versions {versions}: name one ({name}/<version>)",
         )
-    return _by_version(name, version_of(number), alias if named else None)
+    return _by_version(name, version_of(number), alias if named else None, rm)
 
 
-def _by_version(name: str, number: str, alias: str | None) -> ResolvedModel:
+def _by_version(name: str, number: str, alias: str | None, rm=None) -> ResolvedModel:
+    rm = rm if rm is not None else store.registered_model(name)
     mv = store.model_version(name, number)
     if mv is None:
         _model_or_explain(name)
@@ -104,6 +106,8 @@ def _by_version(name: str, number: str, alias: str | None) -> ResolvedModel:
         run_id=mv.run_id,
         alias=alias,
         model_id=mv.model_id,
+        # Recorded on the inference run: the registry may move later (the audit trail says when).
+        aliases_held=tuple(sorted(a for a, v in rm.aliases.items() if str(v) == number)),
     )
 
 

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from nbtrack.errors import UsageError
@@ -189,14 +188,3 @@ class Profile:
 
     def json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
-
-
-def flat_profile(profile: dict[str, Any], columns: Sequence[str] | None = None) -> dict[str, float]:
-    """``{"<column>.<stat>": value}``: the profile as the rows a diff shows."""
-    out = {}
-    for col, stats in (profile.get("columns") or {}).items():
-        if columns is not None and col not in columns:
-            continue
-        for stat, value in stats.items():
-            out[f"{col}.{stat}"] = value
-    return out

@@ -12,6 +12,7 @@ from a run is escaped in the HTML.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 import threading
@@ -41,6 +42,7 @@ class Snapshot:
     cell: str | None
     requirements: str | None
     git_diff: str | None
+    profile: Mapping[str, Any] | None = None  # the input's profile (inference runs, or logged)
 
     @property
     def config(self) -> dict[str, str]:
@@ -99,6 +101,7 @@ def snapshot(run_id: str) -> Snapshot:
         cell=store.artifact_text(run_id, _record.ARTIFACT_CELL),
         requirements=store.artifact_text(run_id, _record.ARTIFACT_REQUIREMENTS),
         git_diff=store.artifact_text(run_id, _record.ARTIFACT_GIT_DIFF),
+        profile=_profile(store.artifact_text(run_id, _record.ARTIFACT_INPUT_PROFILE)),
     )
     if snap.status != "RUNNING":
         with _snap_lock:
@@ -106,6 +109,32 @@ def snapshot(run_id: str) -> Snapshot:
                 _snapshots.clear()
             _snapshots[(uri, run_id)] = snap
     return snap
+
+
+def _profile(text: str | None) -> Mapping[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+PROFILE_STATS = ("mean", "std", "min", "max", "null_rate")
+
+
+def _data_profile(s: Snapshot) -> dict[str, Any]:
+    """The input's profile as ``<column> <stat>`` rows (a run without one has none)."""
+    columns = (s.profile or {}).get("columns") or {}
+    out: dict[str, Any] = {}
+    for col, stats in columns.items():
+        for stat in PROFILE_STATS:
+            if isinstance(stats, dict) and stat in stats:
+                out[f"{col} {stat}"] = stats[stat]
+    if s.profile and "rows" in s.profile:
+        out["rows"] = s.profile["rows"]
+    return out
 
 
 # -- the diff ----------------------------------------------------------------------------------
@@ -275,6 +304,10 @@ def diff_snapshots(snaps: Sequence[Snapshot]) -> RunsDiff:
         _section("environment", [_environment(s, packages) for s in snaps]),
         _section("status", [{"status": s.status} for s in snaps]),
     ]
+    if any(s.profile for s in snaps):
+        # Drift: how the inputs of two inference runs (or an inference run's and the training
+        # data's, when the training run logged its profile) differ, column by column.
+        sections.insert(4, _section("data profile", [_data_profile(s) for s in snaps]))
     ref = snaps[0]
     texts = []
     for s, name in zip(snaps[1:], names[1:], strict=True):

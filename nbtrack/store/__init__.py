@@ -58,7 +58,7 @@ _HOMES = {
     "outages": "StoreUnreachable",
     "lineage": (
         "log_dataset_input log_artifact_dir artifact_files experiment_ids runs_everywhere "
-        "versions_of_run delete_run download_file"
+        "versions_of_run delete_run download_file inference_runs runs_of_data"
     ),
     "prediction_index": "Hit",
     "retention": (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
-from nbtrack import redacted
+from nbtrack import record, redacted
 from nbtrack.record import RunView, VersionView
 from nbtrack.redacted import Redacted
 from nbtrack.store.connection import MAX_DATASET_DIGEST, client, translated
@@ -96,3 +96,23 @@ def download_file(run_id: str, path: str, dst: Path) -> Path | None:
     from nbtrack.store.artifacts import download_artifacts
 
     return download_artifacts(run_id, path, dst)
+
+
+def inference_runs(model: str | None = None, version: str | None = None) -> list[RunView]:
+    """The inference runs of every experiment (of ``model``, and ``version`` of it), oldest
+    first."""
+    filters = [f"tags.`{record.TAG_KIND}` = {_quoted(record.KIND_INFERENCE)}"]
+    if model is not None:
+        filters.append(f"params.{record.PARAM_MODEL_NAME} = {_quoted(model)}")
+    if version is not None:
+        filters.append(f"params.{record.PARAM_MODEL_VERSION} = {_quoted(str(version))}")
+    return runs_everywhere(" and ".join(filters))
+
+
+def runs_of_data(digest: str) -> list[RunView]:
+    """Runs whose ``data_hash`` param is ``digest``, or that logged a dataset with that digest
+    (MLflow keeps a dataset digest's first characters: compared on those)."""
+    by_param = runs_everywhere(f"params.{record.PARAM_DATA_HASH} = {_quoted(digest)}")
+    by_input = runs_everywhere(f"dataset.digest = {_quoted(digest[:MAX_DATASET_DIGEST])}")
+    seen = {r.run_id for r in by_param}
+    return by_param + [r for r in by_input if r.run_id not in seen]

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nbtrack.record import RunView
 from nbtrack.widgets._html import esc, metric
 
 STATUS_COLOURS = {"FINISHED": "#2e7d32", "FAILED": "#c62828", "KILLED": "#ef6c00"}
@@ -116,9 +117,6 @@ def card_for(
     """The card of a finished TrackedRun. ``n_params`` and ``metrics`` are what the store holds
     (plain mlflow.log_metric calls included); ``server_url`` the MLflow UI's, if any;
     ``catching_up`` (points in MLflow, points logged) while MLflow catches up."""
-    url = server_url
-    if url:
-        url = f"{url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
     return RunCard(
         run_id=run.run_id,
         experiment=run.experiment,
@@ -127,10 +125,29 @@ def card_for(
         duration=run.duration,
         n_params=n_params,
         metrics=dict(metrics),
-        url=url,
+        url=_run_url(server_url, run.experiment_id, run.run_id),
         model=_registered(run),
         catching_up=catching_up,
     )
+
+
+def card_of(run: RunView, *, experiment: str, server_url: str | None) -> RunCard:
+    """The card of any stored run (a lineage node's): what the store holds of it."""
+    start = run.start_time or 0
+    return RunCard(
+        run_id=run.run_id,
+        experiment=experiment,
+        name=run.name,
+        status=run.status,
+        duration=((run.end_time or start) - start) / 1000,
+        n_params=len(run.params),
+        metrics=dict(run.metrics),
+        url=_run_url(server_url, run.experiment_id, run.run_id),
+    )
+
+
+def _run_url(server_url: str | None, experiment_id: str, run_id: str) -> str | None:
+    return f"{server_url}/#/experiments/{experiment_id}/runs/{run_id}" if server_url else None
 
 
 def _registered(run) -> str | None:

@@ -20,6 +20,7 @@ from nbtrack.query.curves import Curves, Series
 from nbtrack.query.sampling import ema
 from nbtrack.query.styles import Style, styles
 from nbtrack.widgets import static
+from nbtrack.widgets._fallback import StaticFallback
 from nbtrack.widgets._html import plotly_text as _esc
 
 try:
@@ -177,7 +178,7 @@ def sync(fig: go.FigureWidget, data: Curves, smoothing: float = 0.0, log_y: bool
 # -- the widget ---------------------------------------------------------------------------------
 
 
-class CurvesView(widgets.VBox):
+class CurvesView(StaticFallback, widgets.VBox):
     """Curves of several runs: the figure, a smoothing slider and a log-scale toggle."""
 
     def __init__(self, data: Curves, smoothing: float = 0.0, log_y: bool = False, **kwargs):
@@ -223,14 +224,6 @@ class CurvesView(widgets.VBox):
     def __repr__(self) -> str:
         runs, keys = len(self.data.runs()), len({s.key for s in self.data.series})
         return f"<nbtrack curves: {runs} runs, {keys} metrics, x={self.data.x}>"
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        # ipywidgets gives text/plain and the widget view; the HTML is what renderers without a
-        # widget manager (nbconvert, GitHub) show.
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = repr(self)
-        bundle["text/html"] = self.static_html()
-        return bundle
 
 
 def show(

@@ -13,6 +13,7 @@ from nbtrack.errors import NbtrackError, warn
 from nbtrack.query import cache as runcache
 from nbtrack.query import compare as core
 from nbtrack.query import table as runtable
+from nbtrack.widgets._fallback import StaticFallback
 from nbtrack.widgets._html import esc
 from nbtrack.widgets.compare.actions import ActionsMixin
 from nbtrack.widgets.compare.plots import PlotsMixin
@@ -23,7 +24,7 @@ CHOOSE = "(choose)"
 _log = logging.getLogger(__name__)
 
 
-class ComparePanel(TableMixin, PlotsMixin, ActionsMixin, widgets.VBox):
+class ComparePanel(StaticFallback, TableMixin, PlotsMixin, ActionsMixin, widgets.VBox):
     """The panel; see ``nbtrack.compare``. ``panel.df`` is the table as shown (every column),
     ``panel.selected`` the selected rows; ``panel.select(...)``, ``panel.refresh()``."""
 
@@ -128,14 +129,6 @@ class ComparePanel(TableMixin, PlotsMixin, ActionsMixin, widgets.VBox):
 
     def __repr__(self) -> str:
         return f"<{self._caption()}>"
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        # ipywidgets gives text/plain and the widget view; the HTML is what renderers without a
-        # widget manager (nbconvert, GitHub, a notebook opened without its kernel) show.
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = repr(self)
-        bundle["text/html"] = self.static_html()
-        return bundle
 
 
 def show(

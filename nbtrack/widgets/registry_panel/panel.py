@@ -10,6 +10,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from nbtrack.errors import NbtrackError
+from nbtrack.widgets._fallback import StaticFallback
 from nbtrack.widgets._html import esc as _esc
 from nbtrack.widgets.registry_panel.moves import MovesMixin
 from nbtrack.widgets.registry_panel.rows import RowsMixin, _button
@@ -26,7 +27,7 @@ NO_MODEL = "(choose a model)"
 _log = logging.getLogger(__name__)
 
 
-class RegistryPanel(RowsMixin, MovesMixin, widgets.VBox):
+class RegistryPanel(StaticFallback, RowsMixin, MovesMixin, widgets.VBox):
     """The panel; see ``nbtrack.registry``. ``panel.select(name)`` shows a model,
     ``panel.refresh()`` reads the registry again; ``panel.infos`` are the versions shown.
     ``source`` is what it reads and does (see ``RegistrySource``)."""
@@ -253,14 +254,6 @@ class RegistryPanel(RowsMixin, MovesMixin, widgets.VBox):
             f"<nbtrack registry: model {self.name}, {len(self.infos)} versions shown, "
             f"production version {prod or 'none'}>"
         )
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        # ipywidgets gives text/plain and the widget view; the HTML is what renderers without a
-        # widget manager (nbconvert, GitHub, a notebook opened without its kernel) show.
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = repr(self)
-        bundle["text/html"] = self.static_html()
-        return bundle
 
 
 def show(source: RegistrySource, name: str | None = None) -> RegistryPanel:
