@@ -73,9 +73,18 @@ def gc(args: argparse.Namespace) -> int:
     )
     print(result)
     frame = result.frame
-    _table(frame if args.all else frame.head(30), ("bytes",), human)
+    kept = frame[frame["action"] == "keep"]
+    going = frame[frame["action"] == "collect"]
+    if len(kept):
+        print(f"\nkept ({len(kept)} runs), and why:")
+        _table(kept[["run_id", "name", "status", "kept_why"]], (), human)
+    if len(going):
+        shown = going if args.all else going.head(30)
+        more = "" if len(shown) == len(going) else f", the largest {len(shown)} (--all: every one)"
+        print(f"\n{'collected' if args.apply else 'would go'} ({len(going)} runs{more}):")
+        _table(shown[["run_id", "name", "status", "bytes", "files", "models"]], ("bytes",), human)
     if not args.apply:
-        print("dry run: nothing was deleted; add --apply to delete")
+        print("\ndry run: nothing was deleted; add --apply to delete")
     return 0
 
 
@@ -87,9 +96,20 @@ def gc_log(args: argparse.Namespace) -> int:
     if frame.empty:
         print(f"no gc was applied to {args.experiment!r}")
         return 0
-    frame = frame.drop(columns=["run_ids"]).astype({"policy": str})
+    frame = frame.drop(columns=["run_ids"])
+    frame["policy"] = [_policy_text(p) for p in frame["policy"]]
     _table(frame, ("bytes_freed",), human)
     return 0
+
+
+def _policy_text(policy: object) -> str:
+    if not isinstance(policy, dict):
+        return str(policy)
+    return " ".join(
+        f"{k}={','.join(v) if isinstance(v, list) else v}"
+        for k, v in policy.items()
+        if v not in (None, False)
+    )
 
 
 def _table(frame, sizes: tuple[str, ...], human) -> None:
