@@ -261,7 +261,7 @@ def test_cli_dry_run_then_apply(store, client, tmp_path, capsys):
     assert "freed" in out and _disk(runs[0]) != before
     assert cli.main(["gc-log", "-e", EXP]) == 0
     out = capsys.readouterr().out
-    assert "bytes_freed" in out and "keep_top=2 metric=val_acc" in out
+    assert "bytes_freed" in out and "keep_top=2 " in out and "metric=val_acc" in out
     assert os.path.exists(tmp_path)
 
 
