@@ -35,16 +35,21 @@ __all__ = [
     "audit",
     "audit_prediction",
     "audit_report",
+    "checkpoint",
+    "checkpoints",
     "close_orphans",
     "compare",
     "curves",
     "diff",
     "flush",
+    "gc",
+    "gc_log",
     "grid",
     "inference",
     "last_run",
     "lineage",
     "load",
+    "load_checkpoint",
     "load_ipython_extension",
     "log",
     "log_data_profile",
@@ -59,6 +64,7 @@ __all__ = [
     "run",
     "runs",
     "unload_ipython_extension",
+    "usage",
 ]
 
 
@@ -676,6 +682,127 @@ def _has_frontend() -> bool:
     from nbtrack.widgets.live import has_frontend
 
     return has_frontend()
+
+
+# -- retention: usage, gc --------------------------------------------------------------------------
+
+
+def usage(
+    experiment: str | None = None,
+    *,
+    keep_top: int | None = None,
+    metric: str | None = None,
+    mode: str = "max",
+    keep_last: int | None = None,
+    older_than: Any = None,
+    kinds: Any = None,
+) -> Any:
+    """Where the disk went: bytes per run and per kind (checkpoints, models, snapshots, other),
+    largest first, with the total (``.frame``, ``.total``, ``.by_kind``); of one experiment, or
+    of all. With a gc policy (the arguments of ``nbtrack.gc``), ``.would_free`` says what that
+    gc would free."""
+    from nbtrack.retention import policy as policies
+    from nbtrack.retention import usage as usage_of
+
+    try:
+        given = (keep_top, metric, keep_last, older_than, kinds) != (None,) * 5
+        policy = (
+            policies.make_policy(keep_top, metric, mode, keep_last, older_than, kinds)
+            if given
+            else None
+        )
+        return usage_of.usage(experiment, policy)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def gc(
+    experiment: str,
+    keep_top: int | None = None,
+    metric: str | None = None,
+    keep_last: int | None = None,
+    older_than: Any = None,
+    apply: bool = False,
+    *,
+    mode: str = "max",
+    kinds: Any = None,
+    delete_runs: bool = False,
+    force: bool = False,
+) -> Any:
+    """Free the disk of experiment ``experiment``'s runs. A dry run unless ``apply=True``: per
+    run, what would go (bytes) or why it stays. Never deleted: a registered version's run, runs
+    whose versions hold or held an alias, runs tagged ``nbtrack.keep``, running runs,
+    reproductions of kept runs. The policy keeps the top ``keep_top`` by ``metric`` (``mode``
+    "max" or "min"), the ``keep_last`` newest, runs newer than ``older_than`` ("7d", "12h").
+    Of the other runs it deletes the artifacts outside ``nbtrack/`` and the unregistered logged
+    models (``kinds``: checkpoints, models, other); params, metrics and the snapshot stay.
+    ``delete_runs=True`` also soft-deletes them (``mlflow gc`` removes them for good). A policy
+    that keeps nothing is refused without ``force=True``. Applied gcs are in ``gc_log``."""
+    from nbtrack.retention import gc as gcs
+    from nbtrack.retention import policy as policies
+
+    try:
+        policy = policies.make_policy(
+            keep_top, metric, mode, keep_last, older_than, kinds, delete_runs
+        )
+        return gcs.gc(experiment, policy, apply=apply, force=force)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def gc_log(experiment: str) -> Any:
+    """Every applied gc of ``experiment``, oldest first: when, who, policy, runs touched, bytes
+    freed, files, models and runs deleted, the run ids."""
+    from nbtrack.retention import gc as gcs
+
+    try:
+        return gcs.gc_log(experiment)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def checkpoint(
+    obj: Any,
+    step: int,
+    metrics: dict[str, float] | None = None,
+    keep: int | None = None,
+    by: str | None = None,
+    mode: str = "max",
+    name: str = "checkpoint",
+) -> Any:
+    """Save ``obj`` (a torch module or state dict, a scikit-learn estimator) as a checkpoint of
+    the tracked run: an MLflow LoggedModel with its ``step`` and ``metrics`` linked to it. For
+    torch the loop pays a copy; the files are written in the background. ``keep=N`` keeps the
+    best N ``by`` a metric (``mode`` "max" or "min"; without ``by``, the last N) and deletes the
+    others' files at once. Returns a handle (``.uri``, ``.wait()``)."""
+    from nbtrack.retention import checkpoints as ckpt
+
+    try:
+        return ckpt.checkpoint(obj, step, metrics, keep, by, mode, name)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def checkpoints(run_id: str | None = None) -> Any:
+    """A run's checkpoints (default: the tracked run) as a DataFrame: step, model id, URI,
+    bytes, kept/why, format, and their metrics."""
+    from nbtrack.retention import checkpoints as ckpt
+
+    try:
+        return ckpt.checkpoints(run_id)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
+
+
+def load_checkpoint(run_id: str | None = None, which: Any = "best", by: str | None = None) -> Any:
+    """Load a kept checkpoint of a run: ``"best"`` (by ``by``, else the metric ``keep`` ranked
+    by), ``"last"``, or a step; with its flavour's loader (a state dict with ``torch.load``)."""
+    from nbtrack.retention import checkpoints as ckpt
+
+    try:
+        return ckpt.load_checkpoint(run_id, which, by)
+    except NbtrackError as e:
+        raise e.with_traceback(None) from None
 
 
 # A GridResult's panel (grids sit below widgets and the facade: they are handed these).

@@ -7,6 +7,9 @@ derived fields (a run's commit, user, notebook, data hash) are each decided in o
 This is the bottom layer: it imports nothing from nbtrack but errors.
 """
 
+# Over 400 lines: the contract is one list on purpose (every name in one place, the doc's table
+# made from it), with the MLflow-free views beside it.
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -132,6 +135,16 @@ ARTIFACT_GRID_ERROR = "nbtrack/grid/error.json"
 ARTIFACT_METRIC_LOG = "nbtrack/metrics/points.parquet"
 ARTIFACT_PREDICTIONS_DIR = "nbtrack/predictions"  # part-00000.parquet, part-00001.parquet...
 ARTIFACT_INPUT_PROFILE = "nbtrack/input_profile.json"
+
+# retention: checkpoints, usage, gc
+TAG_KEEP = "nbtrack.keep"  # on a run: gc never collects it (any value)
+TAG_GC = "nbtrack.gc"  # on a run gc collected: when, what, bytes (JSON)
+TAG_GC_LOG_PREFIX = "nbtrack.gc_log."  # experiment tags, one per applied gc (JSON)
+TAG_CHECKPOINT_STEP = "nbtrack.checkpoint.step"  # on a logged model nbtrack.checkpoint made
+TAG_CHECKPOINT_STATE = "nbtrack.checkpoint.state"  # "writing", "ready", "dropped: <why>"
+TAG_CHECKPOINT_FORMAT = "nbtrack.checkpoint.format"  # how to load it: a flavour, or state_dict
+TAG_CHECKPOINT_BY = "nbtrack.checkpoint.by"  # "val_acc max": what keep=N ranked by
+SNAPSHOT_DIR = "nbtrack"  # a run's own record; gc never deletes under it
 
 CONTRACT: tuple[Field, ...] = (
     Field(TAG_SOURCE_NAME, "tag", "the notebook (or script) the run came from"),
@@ -297,6 +310,35 @@ CONTRACT: tuple[Field, ...] = (
         "artifact",
         "on an inference run: the input's profile per column (mean, std, min, max, null rate)",
     ),
+    Field(TAG_KEEP, "tag", "set by the user on a run that nbtrack gc must never collect"),
+    Field(
+        TAG_GC,
+        "tag",
+        "on a run nbtrack gc collected: when, which kinds, files and bytes deleted (JSON)",
+    ),
+    Field(
+        TAG_GC_LOG_PREFIX,
+        "tag",
+        "experiment tags: prefix of the gc log, one record per applied gc (who, when, policy, "
+        "runs, bytes freed)",
+    ),
+    Field(TAG_CHECKPOINT_STEP, "tag", "logged model tag: the training step of a checkpoint"),
+    Field(
+        TAG_CHECKPOINT_STATE,
+        "tag",
+        "logged model tag: a checkpoint's state: writing, ready, or dropped (by keep=N, with why)",
+    ),
+    Field(
+        TAG_CHECKPOINT_FORMAT,
+        "tag",
+        "logged model tag: how a checkpoint loads: an MLflow flavour (pytorch, sklearn) or "
+        "state_dict (torch.load)",
+    ),
+    Field(
+        TAG_CHECKPOINT_BY,
+        "tag",
+        "logged model tag: the metric and mode a checkpoint was ranked by ('val_acc max')",
+    ),
 )
 
 
@@ -418,3 +460,24 @@ class LoggedModelView:
     name: str
     model_uri: str
     creation_time: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelFilesView:
+    """A logged model as retention reads it: where its files are, its run, tags and metrics
+    (the values and steps MLflow linked to it)."""
+
+    model_id: str
+    name: str
+    run_id: str
+    experiment_id: str
+    artifact_location: str
+    status: str = ""
+    creation_time: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    metric_steps: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_id}"

@@ -3,31 +3,22 @@ bounded wait per outage (store.outages), and MLflow's own chatter stays out of c
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.support import execute
+from tests.support import execute, mlflow_server
 
 MLFLOW_LOG_LINE = re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -36,34 +27,12 @@ def server(tmp_path_factory, template_db):
     base = tmp_path_factory.mktemp("server")
     db = base / "mlflow.db"
     shutil.copy(template_db, db)
-    port = _free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--backend-store-uri", f"sqlite:///{db}", "--workers", "1"]
-    cmd += ["--default-artifact-root", str(base / "artifacts")]
-    log = (base / "server.log").open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("mlflow server did not start:\n" + (base / "server.log").read_text())
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
+    args = ["--backend-store-uri", f"sqlite:///{db}"]
+    with mlflow_server(base, [*args, "--default-artifact-root", str(base / "artifacts")]) as (
+        url,
+        proc,
+    ):
         yield {"url": url, "proc": proc}
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGCONT)  # a test that failed while it was stopped
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _env(url: str, tmp_path: Path) -> dict[str, str]:

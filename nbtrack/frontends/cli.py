@@ -7,7 +7,7 @@ import sys
 from importlib import resources
 
 from nbtrack.errors import NbtrackError
-from nbtrack.frontends import cli_flush, cli_lineage, cli_report
+from nbtrack.frontends import cli_flush, cli_lineage, cli_report, cli_retention
 
 DESCRIPTION = (
     "nbtrack: notebook experiment tracking on MLflow. Run notebooks over grids, reproduce a "
@@ -376,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_flush.add(sub)
     cli_lineage.add(sub)
     cli_report.add(sub)
+    cli_retention.add(sub)  # usage, gc, gc-log
     _add_registry(sub)
     _add_reproduce(sub)
     _add_grid(sub)

@@ -16,7 +16,9 @@ tracked run joins it), ``metric_log`` (the durable local metric log's files; no 
 SQLite store, serialised across processes with a file lock), ``outages`` (a tracking server that
 did not answer: calls fail at once, for a growing window, instead of each waiting a timeout),
 ``lineage`` (inference inputs and prediction files, versions of a run, runs of every experiment),
-``prediction_index`` (prediction id -> inference run and row: a local SQLite cache; no MLflow).
+``prediction_index`` (prediction id -> inference run and row: a local SQLite cache; no MLflow),
+``retention`` (files of runs and logged models with sizes, deleting them, the gc log's tags),
+``checkpoints`` (a checkpoint's LoggedModel: made, written, metrics linked, finalized).
 
 The package resolves its names lazily (PEP 562): ``from nbtrack import store`` costs nothing until
 a function is used, so the magic's ``%load_ext`` can ask whether the user pinned MLflow's store
@@ -59,6 +61,14 @@ _HOMES = {
         "versions_of_run delete_run download_file inference_runs runs_of_data"
     ),
     "prediction_index": "Hit",
+    "retention": (
+        "local_path run_files model_files models_of_experiments logged_model all_versions "
+        "versions_of_runs delete_run_file delete_model delete_model_files soft_delete_run "
+        "experiment_tags set_experiment_tag set_logged_model_tags"
+    ),
+    "checkpoints": (
+        "create_model save_flavour upload_model_files link_metrics finalize_model download_model"
+    ),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names.split()}
 
