@@ -82,6 +82,11 @@ def _who() -> str:
         return "unknown"
 
 
+def who() -> str:
+    """Who is acting, as audit records name them (gc's log too)."""
+    return _who()
+
+
 def _now() -> str:
     return (
         dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

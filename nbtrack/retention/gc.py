@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from nbtrack import record, store
 from nbtrack.capture.redaction import nbtrack_text
 from nbtrack.errors import UsageError
+from nbtrack.model_registry import names
 from nbtrack.retention import policy as policies
 from nbtrack.retention.inventory import (
     ModelFiles,
@@ -264,16 +265,10 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _who() -> str:
-    from nbtrack.model_registry.names import _who as who
-
-    return who()
-
-
 def _write_log(result: GcResult, touched: list[str], counts: dict[str, int]) -> None:
     entry = {
         "when": _now(),
-        "who": _who(),
+        "who": names.who(),
         "policy": result.policy.to_dict(),
         "runs_touched": len(touched),
         "bytes_freed": result.bytes_freed,
