@@ -22,20 +22,15 @@ Medians and maxima; the store is an embedded SQLite file, or with ``--server`` a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import random
-import signal
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_rollback import _server, _sqlite  # the same store set-up
+from benchstore import bench_store
 
 NAME = "bench-audit"
 
@@ -143,18 +138,9 @@ def main() -> None:
     parser.add_argument("--server", action="store_true", help="against a local mlflow server")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nbtrack-bench-audit-"))
-    uri, server = (_server if args.server else _sqlite)(tmp)
-    os.environ["NBTRACK_TRACKING_URI"] = uri
-    os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["NBTRACK_STATE_DIR"] = str(tmp / "state")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try:
+    with bench_store(tmp, server=args.server) as uri:
         f = measure(args.runs, args.rows, args.lookups)
-    finally:
-        if server is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
     total = args.runs * args.rows
     print(f"store: {uri}; {f['n_runs']} inference runs, {total:,} predictions")
     print(f"making them: {f['make']:.1f} s ({total / f['make']:,.0f} predictions/s)")

@@ -17,57 +17,15 @@ field, tags, the audit record). Medians; the store is an embedded SQLite file, o
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+from benchstore import bench_store
 
 NAME = "bench-rollback"
-
-
-def _sqlite(tmp: Path) -> tuple[str, None]:
-    uri = f"sqlite:///{tmp}/mlflow.db"
-    subprocess.run(  # create (migrate) the database outside every timing
-        [sys.executable, "-c", f"import mlflow; mlflow.MlflowClient('{uri}').search_experiments()"],
-        check=True,
-        capture_output=True,
-    )
-    return uri, None
-
-
-def _server(tmp: Path) -> tuple[str, subprocess.Popen]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "NBTRACK_"))}
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"),
-            *("--port", str(port), "--backend-store-uri", f"sqlite:///{tmp}/server.db"),
-            *("--artifacts-destination", str(tmp / "artifacts"), "--workers", "1"),
-        ],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2):
-            return url, proc
-        time.sleep(0.5)
-    raise SystemExit("mlflow server did not start")
 
 
 def _versions() -> tuple[np.ndarray, list[np.ndarray]]:
@@ -144,17 +102,8 @@ def main() -> None:
     parser.add_argument("--server", action="store_true", help="against a local mlflow server")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="nbtrack-bench-rollback-"))
-    uri, server = (_server if args.server else _sqlite)(tmp)
-    os.environ["NBTRACK_TRACKING_URI"] = uri
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try:
+    with bench_store(tmp, server=args.server) as uri:
         f = measure(args.repeat)
-    finally:
-        if server is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            server.wait(timeout=30)
     rows = [
         ("rollback() call", f["call"] * 1000, "ms"),
         ("  of which: until the production alias moved", f["alias"] * 1000, "ms"),

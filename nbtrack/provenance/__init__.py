@@ -7,7 +7,7 @@ per version), ``rows`` (ids, row hashes, input and prediction digests, the input
 run each), ``batches`` (a serving loop's batches written and logged in the background),
 ``alias_history`` (which aliases a version held at a moment, replayed from the registry's audit
 trail), ``audit`` (``nbtrack.audit_prediction``), ``graph`` (``nbtrack.lineage``), ``report``
-(``nbtrack audit-report``).
+(``nbtrack audit-report``), ``labels`` (how a moment and an experiment are written).
 
 May import: ``model_registry``, ``query``, ``tracking``, ``capture``, ``store`` and below.
 """

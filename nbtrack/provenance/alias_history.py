@@ -9,6 +9,7 @@ import logging
 from nbtrack.errors import NotFound
 from nbtrack.model_registry.audit import audit_records
 from nbtrack.model_registry.names import aliases, previous_alias
+from nbtrack.provenance.labels import iso_utc
 
 _log = logging.getLogger(__name__)
 
@@ -83,11 +84,12 @@ def version_history(name: str, version: str) -> list[dict[str, str]]:
         for alias in now - open_.keys():
             open_[alias] = when
         for alias in [a for a in open_ if a not in now]:
-            spans.append({"alias": alias, "from": _iso(open_.pop(alias)), "to": _iso(when)})
-    spans += [{"alias": a, "from": _iso(t), "to": ""} for a, t in open_.items()]
+            spans.append(
+                {
+                    "alias": alias,
+                    "from": iso_utc(open_.pop(alias), "seconds"),
+                    "to": iso_utc(when, "seconds"),
+                }
+            )
+    spans += [{"alias": a, "from": iso_utc(t, "seconds"), "to": ""} for a, t in open_.items()]
     return sorted(spans, key=lambda s: s["from"])
-
-
-def _iso(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

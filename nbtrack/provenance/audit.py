@@ -8,7 +8,6 @@ existed), then answers or says how many inference runs were searched.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import tempfile
@@ -18,9 +17,10 @@ from typing import Any
 
 from nbtrack import record as R
 from nbtrack import settings, store
-from nbtrack.errors import NbtrackError, NotFound, PredictionNotFound
+from nbtrack.errors import NotFound, PredictionNotFound
 from nbtrack.html_text import escape
 from nbtrack.provenance import alias_history
+from nbtrack.provenance.labels import experiment_label, iso_utc
 from nbtrack.store import prediction_index
 
 _log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ def _answer(pid: str, hit, inference: R.RunView, also: tuple[str, ...]) -> Predi
     training = _training_run(tags.get(R.TAG_PARENT_RUN))
     return PredictionAudit(
         prediction_id=pid,
-        timestamp=_iso(when),
+        timestamp=iso_utc(when),
         model_name=name,
         model_version=version,
         model_uri=params.get(R.PARAM_MODEL_URI, ""),
@@ -257,9 +257,9 @@ def _answer(pid: str, hit, inference: R.RunView, also: tuple[str, ...]) -> Predi
         aliases_source=source,
         alias_named=tags.get(R.TAG_INFERENCE_ALIAS) or None,
         inference_run=inference.run_id,
-        inference_experiment=_experiment(inference.experiment_id),
+        inference_experiment=experiment_label(inference.experiment_id),
         training_run=tags.get(R.TAG_PARENT_RUN) or None,
-        training_experiment=_experiment(training.experiment_id) if training else None,
+        training_experiment=experiment_label(training.experiment_id) if training else None,
         data_hash=training.data_hash if training else None,
         datasets=dict(training.datasets) if training else {},
         git_commit=training.commit if training else None,
@@ -285,15 +285,3 @@ def _training_run(run_id: str | None) -> R.RunView | None:
         return store.get_run(run_id)
     except NotFound:
         return None
-
-
-def _experiment(experiment_id: str) -> str:
-    try:
-        return store.experiment_name(experiment_id)
-    except NbtrackError:
-        return experiment_id
-
-
-def _iso(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -14,8 +14,9 @@ from typing import Any
 
 from nbtrack import record as R
 from nbtrack import store
-from nbtrack.errors import NbtrackError, NotFound, UsageError
+from nbtrack.errors import NotFound, UsageError
 from nbtrack.provenance import alias_history
+from nbtrack.provenance.labels import experiment_label
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class _Builder:
             run.run_id,
             run.name or run.run_id[:8],
             {
-                "experiment": _experiment(run.experiment_id),
+                "experiment": experiment_label(run.experiment_id),
                 "status": run.status,
                 "data hash": run.data_hash,
                 "commit": run.commit,
@@ -179,7 +180,7 @@ class _Builder:
             run.run_id,
             run.name or run.run_id[:8],
             {
-                "experiment": _experiment(run.experiment_id),
+                "experiment": experiment_label(run.experiment_id),
                 "predictions": p.get(R.PARAM_N_PREDICTIONS, "?"),
                 "started": p.get(R.PARAM_INFERENCE_TIMESTAMP),
                 "aliases then": run.tags.get(R.TAG_INFERENCE_ALIASES),
@@ -201,13 +202,6 @@ class _Builder:
             except NotFound:
                 _log.info("inference run %s: its training run is gone", run.run_id)
         return node
-
-
-def _experiment(experiment_id: str) -> str:
-    try:
-        return store.experiment_name(experiment_id)
-    except NbtrackError:
-        return experiment_id
 
 
 def lineage(target: Any = None, *, version: Any = None, data_hash: str | None = None) -> Lineage:

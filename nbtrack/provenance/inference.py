@@ -8,7 +8,6 @@ created removes it (MLflow's deleted stage) and its rows from the prediction ind
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import tempfile
@@ -22,6 +21,7 @@ from nbtrack import store
 from nbtrack.capture.redaction import nbtrack_tags, nbtrack_text
 from nbtrack.errors import NotFound
 from nbtrack.provenance import rows
+from nbtrack.provenance.labels import iso_utc
 from nbtrack.provenance.references import ResolvedModel
 from nbtrack.store import prediction_index
 from nbtrack.tracking.snapshot import process_tags
@@ -68,11 +68,6 @@ def prepare(model: Any, data: Any, ids: Any) -> tuple[Any, Batch]:
         ts=int(time.time() * 1000),
     )
     return output, batch
-
-
-def _iso(ms: int) -> str:
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class InferenceRun:
@@ -129,7 +124,7 @@ class InferenceRun:
             tags[R.TAG_PARENT_RUN] = m.run_id
         if m.alias:
             tags[R.TAG_INFERENCE_ALIAS] = m.alias
-        name = f"{R.INFERENCE_RUN_PREFIX}{_iso(self.started)}"
+        name = f"{R.INFERENCE_RUN_PREFIX}{iso_utc(self.started)}"
         self.run_id = store.create_run(
             self._experiment_id(), nbtrack_text(name), nbtrack_tags(tags)
         )
@@ -144,7 +139,7 @@ class InferenceRun:
             R.PARAM_MODEL_NAME: m.name,
             R.PARAM_MODEL_VERSION: m.version,
             R.PARAM_MODEL_URI: m.uri,
-            R.PARAM_INFERENCE_TIMESTAMP: _iso(self.started),
+            R.PARAM_INFERENCE_TIMESTAMP: iso_utc(self.started),
         }
         return {k: v for k, v in params.items() if v}
 

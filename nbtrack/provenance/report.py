@@ -24,6 +24,7 @@ from nbtrack import record as R
 from nbtrack import store
 from nbtrack.errors import NbtrackError, NotFound, UsageError
 from nbtrack.model_registry import registry as models
+from nbtrack.provenance.labels import experiment_label
 from nbtrack.provenance.report_page import render, utc
 
 _log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ def _training(run: R.RunView, run_page: str | None) -> dict[str, Any]:
     reqs = store.artifact_text(run.run_id, R.ARTIFACT_REQUIREMENTS)
     return {
         "run": run,
-        "experiment": _experiment(run.experiment_id),
+        "experiment": experiment_label(run.experiment_id),
         "datasets": dict(sorted(run.datasets.items())),
         "data_files": data if isinstance(data, list) else [],
         "environment": env if isinstance(env, dict) else {},
@@ -70,13 +71,6 @@ def _training(run: R.RunView, run_page: str | None) -> dict[str, Any]:
         "git_diff": R.ARTIFACT_GIT_DIFF in files,
         "run_page": run_page,  # a tracking server's artifacts are mlflow-artifacts: URIs
     }
-
-
-def _experiment(experiment_id: str) -> str:
-    try:
-        return store.experiment_name(experiment_id)
-    except NbtrackError:
-        return experiment_id
 
 
 def _inference(name: str, number: str) -> dict[str, Any]:
@@ -93,7 +87,7 @@ def _inference(name: str, number: str) -> dict[str, Any]:
     ends = [r.end_time or r.start_time for r in runs if r.end_time or r.start_time]
     return {
         "runs": runs,
-        "experiments": {i: _experiment(i) for i in {r.experiment_id for r in runs}},
+        "experiments": {i: experiment_label(i) for i in {r.experiment_id for r in runs}},
         "predictions": total,
         "all_counted": known,
         "first": utc(min(starts)) if starts else "",
