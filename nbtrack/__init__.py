@@ -201,13 +201,17 @@ def _source():
     return tracker.script_source(getattr(main, "__file__", None))
 
 
-def close_orphans() -> list[str]:
-    """Close as KILLED the runs a dead kernel of this host left RUNNING; returns their ids."""
+def close_orphans(wait: float = 60.0) -> list[str]:
+    """Close as KILLED the runs a dead kernel of this host left RUNNING; returns their ids.
+
+    A dead kernel's metric points that had not reached MLflow are sent first (its run ends
+    once they are in): ``wait`` bounds that, in seconds; what is left goes on in the
+    background."""
     from nbtrack import store
     from nbtrack.tracking import tracker
 
     store.configure()
-    return tracker.close_orphans()
+    return tracker.close_orphans(wait=wait)
 
 
 def curves(

@@ -401,6 +401,84 @@ def test_tasks_and_outcomes_cross_process_boundaries():
 # -- Ctrl-C ------------------------------------------------------------------------------------
 
 
+def _kernel_that_dies_at_its_first_start(tmp_path: Path, monkeypatch) -> Path:
+    """A kernelspec ``flaky`` whose first kernel exits before answering (as a kernel that
+    never starts does); every later one is a normal ipykernel. Returns the first-start mark."""
+    mark = tmp_path / "first-start"
+    launcher = tmp_path / "flaky_launcher.py"
+    launcher.write_text(
+        textwrap.dedent(
+            """
+            import os, sys
+            mark = sys.argv[1]
+            if not os.path.exists(mark):
+                open(mark, "w").close()
+                sys.exit(3)
+            os.execv(sys.executable, [sys.executable, "-m", "ipykernel_launcher", *sys.argv[2:]])
+            """
+        )
+    )
+    spec_dir = tmp_path / "jupyter" / "kernels" / "flaky"
+    spec_dir.mkdir(parents=True)
+    argv = [sys.executable, str(launcher), str(mark), "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "flaky", "language": "python"}
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return mark
+
+
+def test_a_point_whose_kernel_never_answers_starts_again_in_a_new_kernel(
+    store, client, tmp_path, monkeypatch
+):
+    mark = _kernel_that_dies_at_its_first_start(tmp_path, monkeypatch)
+    nb = _copy(tmp_path, "grid_slow.ipynb")
+    doc = json.loads(nb.read_text())
+    doc["metadata"]["kernelspec"] = {"name": "flaky", "display_name": "flaky", "language": "python"}
+    nb.write_text(json.dumps(doc))
+    result = nbtrack.grid(
+        nb,
+        params={"lr": [0.1, 0.2], "seconds": [0.5]},
+        parallel=1,
+        experiment="grid-flaky",
+        progress=False,
+    )
+    assert mark.exists()  # the first kernel did die
+    assert list(result.df["status"]) == ["FINISHED", "FINISHED"]
+    children = _children(client, result.grid_run_id)
+    assert sorted(r.data.params["lr"] for r in children) == ["0.1", "0.2"]
+    assert all(r.data.metrics["tick"] == 4.0 for r in children)
+
+
+def test_a_reproduction_whose_kernel_never_answers_starts_again(tmp_path, monkeypatch):
+    from nbtrack.execution import runner
+
+    mark = _kernel_that_dies_at_its_first_start(tmp_path, monkeypatch)
+    nb = tmp_path / "plain.ipynb"
+    doc = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": "c0",
+                "metadata": {},
+                "outputs": [],
+                "source": ["print(6 * 7)"],
+            }
+        ],
+        "metadata": {
+            "kernelspec": {"name": "flaky", "display_name": "flaky", "language": "python"}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    nb.write_text(json.dumps(doc))
+    result = runner.execute(nb, tmp_path / "out.ipynb", timeout=300)
+    assert mark.exists()
+    assert result.success, result.message
+    out = json.loads((tmp_path / "out.ipynb").read_text())
+    assert out["cells"][0]["outputs"][0]["text"] == ["42\n"]
+
+
 def test_ctrl_c_kills_the_running_points_and_leaves_nothing_running(store, client, tmp_path):
     nb = _copy(tmp_path, "grid_slow.ipynb")
     script = tmp_path / "run_grid.py"
@@ -408,7 +486,8 @@ def test_ctrl_c_kills_the_running_points_and_leaves_nothing_running(store, clien
         textwrap.dedent(
             f"""
             import nbtrack
-            nbtrack.grid({str(nb)!r}, params={{"lr": [0.1, 0.2, 0.3]}}, parallel=2,
+            nbtrack.grid({str(nb)!r}, params={{"lr": [0.1, 0.2, 0.3], "seconds": [600]}},
+                         parallel=2,
                          experiment="grid-stop", progress=False)
             """
         )

@@ -114,15 +114,45 @@ def main(spec_path: str) -> int:
     return 0
 
 
+# A kernel that never answered its first request (jupyter_client's words for both ways it
+# fails). No cell has run in it, so the notebook can start again in a new kernel: ipykernel 7
+# kernels have been seen to hang at start now and then, more often on a busy machine (CI: one
+# point of a parallel grid in about one run of two), where a new kernel starts fine.
+_KERNEL_NEVER_STARTED = re.compile(r"^Kernel (didn't respond in|died before replying)")
+KERNEL_START_ATTEMPTS = 3
+
+
+def kernel_never_started(error: BaseException) -> bool:
+    """Did the execution fail because its kernel never answered (before any cell ran)?"""
+    return isinstance(error, RuntimeError) and bool(_KERNEL_NEVER_STARTED.match(str(error)))
+
+
 def run_papermill(spec: dict, **engine_kwargs: Any) -> dict[str, Any]:
+    """Execute ``spec['input']`` into ``spec['output']``; a kernel that never answered is
+    replaced (at most ``KERNEL_START_ATTEMPTS`` kernels in all)."""
+    # A deadline for the whole execution, kernels that never answered included.
+    deadline = time.monotonic() + float(spec["timeout"]) if spec.get("timeout") else None
+    for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+        result = _run_papermill_once(spec, deadline, **engine_kwargs)
+        if not result.get("kernel_never_started") or attempt == KERNEL_START_ATTEMPTS:
+            break
+        _log.info(
+            "%s: its kernel never answered (%s); starting it in a new kernel",
+            spec["input"],
+            result["error"],
+        )
+    result.pop("kernel_never_started", None)
+    return result
+
+
+def _run_papermill_once(spec: dict, deadline: float | None, **engine_kwargs: Any) -> dict[str, Any]:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     kwargs: dict[str, Any] = dict(engine_kwargs)
-    if spec.get("timeout"):
-        deadline = time.monotonic() + float(spec["timeout"])
-        # A deadline for the whole execution, as a per-cell limit: each cell may take what is
-        # left. nbclient reads 0 or less as "no limit", hence at least one second.
+    if deadline is not None:
+        # The deadline as a per-cell limit: each cell may take what is left. nbclient reads 0
+        # or less as "no limit", hence at least one second.
         kwargs["timeout_func"] = lambda cell: max(1, math.ceil(deadline - time.monotonic()))
     try:
         papermill.execute_notebook(
@@ -146,6 +176,8 @@ def run_papermill(spec: dict, **engine_kwargs: Any) -> dict[str, Any]:
         )
         timed_out = isinstance(e, TimeoutError) or type(e).__name__ == "CellTimeoutError"
         reason = f"{type(e).__name__}: {_first_line(str(e))}"
+        if kernel_never_started(e) and not _started_cells(spec["output"]):
+            return {"ok": False, "error": reason, "kernel_never_started": True}
         if timed_out:
             reason = f"timed out after {float(spec['timeout']):g} s"
         _mark_running_cell(spec["output"], type(e).__name__, reason, timed_out)
@@ -156,18 +188,23 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
+def _started_cells(output: str, nb: dict | None = None) -> list[dict]:
+    """The code cells papermill started in the executed notebook at ``output``."""
+    nb = nb if nb is not None else read_json(Path(output))
+    return [
+        c
+        for c in (nb or {}).get("cells") or []
+        if isinstance(c, dict)
+        and c.get("cell_type") == "code"
+        and ((c.get("metadata") or {}).get("papermill") or {}).get("start_time")
+    ]
+
+
 def _mark_running_cell(output: str, ename: str, evalue: str, timed_out: bool) -> None:
     """Give the cell that was running (the last one papermill started) an error output."""
     nb = read_json(Path(output))
-    if nb is None:
-        return
-    started = [
-        c
-        for c in nb.get("cells") or []
-        if c.get("cell_type") == "code"
-        and ((c.get("metadata") or {}).get("papermill") or {}).get("start_time")
-    ]
-    if not started:
+    started = _started_cells(output, nb)
+    if nb is None or not started:
         return
     cell = started[-1]
     meta = cell.setdefault("metadata", {}).setdefault("papermill", {})

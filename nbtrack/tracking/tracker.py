@@ -425,9 +425,15 @@ def start(spec: RunSpec, src: Source) -> TrackedRun:
     return run
 
 
-def close_orphans() -> list[str]:
-    """Close as KILLED the runs of this host whose kernel process is gone (tracking.orphans)."""
-    return orphans.close_orphans({r.run_id for r in _stack})
+def close_orphans(wait: float | None = None) -> list[str]:
+    """Close as KILLED the runs of this host whose kernel process is gone (tracking.orphans).
+
+    A run that logged through ``nbtrack.log`` is ended by whoever sends its last point; with
+    ``wait``, this process takes over such logs, sends them and waits (at most ``wait`` s) for
+    their runs to end, so that they are closed when this returns (an explicit call). Without,
+    they are taken over in the background (the extension's warm-up)."""
+    ended = process_metrics.end_orphaned_logs(wait) if wait is not None else []
+    return ended + orphans.close_orphans({r.run_id for r in _stack})
 
 
 # -- the Python API for scripts ----------------------------------------------------------------

@@ -109,6 +109,11 @@ class Sender(Answers):
             self._start()
         return adopted
 
+    def adopted(self) -> dict[str, bool]:
+        """Runs taken over and not yet done: id -> ends KILLED (no end was kept)."""
+        with self._cond:
+            return {r.run_id: r.end is None for r in self._runs.values() if r.adopted}
+
     def end(self, run_id: str, status: str, end_time: int, refused_by: str | None = None) -> bool:
         """The run ended with ``status`` at ``end_time`` (ms). True when MLflow already holds
         every point (the caller ends the run itself, now); else the end is kept (end.json) and
@@ -229,23 +234,11 @@ class Sender(Answers):
                     if ready and self._outages.up(run.uri, now):
                         run.finishing = True
                         return run
-                # A run whose end (or a flush) waits goes first: a small cell after a big one
-                # ends at once, its points not queued behind the other's backlog.
-                hurry = self._hurry
-                for i, job in enumerate(self._queue):
-                    if hurry and job.run_id not in hurry:
-                        continue
-                    if self._outages.up(job.uri, now):
-                        del self._queue[i]
-                        self._inflight += 1
-                        self._last_work = now
-                        return job
-                for i, job in enumerate(self._queue):
-                    if self._outages.up(job.uri, now):
-                        del self._queue[i]
-                        self._inflight += 1
-                        self._last_work = now
-                        return job
+                job = _take(self._queue, self._hurry, self._outages, now)
+                if job is not None:
+                    self._inflight += 1
+                    self._last_work = now
+                    return job
                 retry = self._outages.next_retry(now)
                 timeout = retry if retry is not None else (5.0 if self._pool else None)
                 self._cond.wait(timeout)
@@ -285,3 +278,19 @@ class Sender(Answers):
             metric_log.release(run.owner_fd)
             run.owner_fd = None
         return left
+
+
+def _take(
+    queue: collections.deque[Range], hurry: collections.Counter, outages: Outages, now: float
+) -> Range | None:
+    """The next range of ``queue`` whose store is up, taken off it. A run whose end (or a
+    flush) waits (``hurry``) goes first: a small cell after a big one ends at once, its points
+    not queued behind the other's backlog."""
+    for only_hurried in (True, False) if hurry else (False,):
+        for i, job in enumerate(queue):
+            if only_hurried and job.run_id not in hurry:
+                continue
+            if outages.up(job.uri, now):
+                del queue[i]
+                return job
+    return None
