@@ -154,6 +154,47 @@ def test_orphaned_run_of_a_dead_process_is_closed(store, client):
     assert nbtrack.close_orphans() == []
 
 
+def test_close_orphans_returns_a_logged_run_once_it_is_closed_whoever_took_it_over(store, client):
+    """A dead process's run with a metric log is ended by the sender that takes the log over.
+    In a kernel, the extension's warm-up thread may take it over while the user's explicit
+    ``nbtrack.close_orphans()`` runs: the call still waits for it and returns it. (This does
+    not force the two to meet; four kernels at once in test_magic's dead-kernel test did, 3
+    times in 4, before the fix.)"""
+    dead = (
+        "import os, nbtrack\n"
+        "from nbtrack.tracking import tracker\n"
+        "r = tracker.start(tracker.RunSpec(experiment='orphan'), tracker.script_source(None))\n"
+        "nbtrack.log(step=0, loss=1.0)\n"
+        "nbtrack.flush()\n"
+        "print(r.run_id, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    probe = (
+        "import threading, nbtrack\n"
+        "from nbtrack import store\n"
+        "from nbtrack.tracking import process_metrics\n"
+        "def warm_up():\n"  # as the extension's: MLflow imported, then the logs taken over
+        "    store.configure()\n"
+        "    process_metrics.catch_up()\n"
+        "warmup = threading.Thread(target=warm_up)\n"
+        "warmup.start()\n"
+        "print(' '.join(nbtrack.close_orphans()), flush=True)\n"
+        "warmup.join()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", dead], capture_output=True, text=True, env=os.environ
+    )
+    run_id = out.stdout.split()[-1]
+    assert client.get_run(run_id).info.status == "RUNNING"
+    closed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=os.environ
+    )
+    assert closed.stdout.split() == [run_id], closed.stderr
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [1.0]
+
+
 def test_live_process_runs_are_not_orphans(store, client):
     with nbtrack.run(experiment="alive") as r:
         assert r.run_id not in nbtrack.close_orphans()

@@ -66,12 +66,13 @@ def catch_up() -> list[str]:
 
 def end_orphaned_logs(timeout: float) -> list[str]:
     """Take over the metric logs of processes that died mid-run, send them and end their runs
-    (waiting at most ``timeout`` seconds); returns the runs ended KILLED meanwhile. Runs still
-    sending at the timeout go on in the background."""
+    (waiting at most ``timeout`` seconds); returns the runs this process closed KILLED so (the
+    extension's warm-up may have taken some over a moment before), each reported once. Runs
+    still sending at the timeout go on in the background."""
     catch_up()
-    adopted = writer().sender.adopted()  # with those this process's warm-up took over
-    left = set(wait_caught_up(list(adopted), timeout))
-    return [run_id for run_id, killed in adopted.items() if killed and run_id not in left]
+    sender = writer().sender
+    wait_caught_up(sender.adopted(), timeout)
+    return sender.killed_runs()
 
 
 def wait_caught_up(run_ids: Sequence[str], timeout: float = 600.0) -> list[str]:

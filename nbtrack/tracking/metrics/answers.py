@@ -34,9 +34,16 @@ class Answers:
     _runs: dict[str, RunLog]
     _inflight: int
     _outages: Outages
+    _killed: list[str]  # adopted runs closed KILLED, not yet reported (killed_runs)
 
     def _notify(self, text: str) -> Any:  # the sender's
         raise NotImplementedError
+
+    def killed_runs(self) -> list[str]:
+        """The adopted runs closed KILLED (their process died mid-run) since the last call."""
+        with self._cond:
+            ids, self._killed = self._killed, []
+        return ids
 
     def _finish(self, job: Range, error: str | None, kind: str) -> None:
         """A range's answer: stored (``error`` None), or failed: ``kind`` says why ("down": try
@@ -119,7 +126,7 @@ class Answers:
         """Every point of ``run`` is stored: keep its artifact, end it, drop its folder."""
         try:
             run_logs.store_artifact(run, self.state_dir)
-            run_logs.end_in_store(run)
+            killed = run_logs.end_in_store(run)
         except store.RunGone as e:
             self._set_aside_run(run, str(e))
             return
@@ -137,5 +144,7 @@ class Answers:
             return
         with self._cond:
             self._runs.pop(run.run_id, None)
+            if killed:
+                self._killed.append(run.run_id)
             self._cond.notify_all()
         run_logs.remove(run)

@@ -79,13 +79,15 @@ def store_artifact(run: RunLog, state_dir: Path) -> None:
         store.store_log(run.uri, run.run_id, path, R.ARTIFACT_METRIC_LOG)
 
 
-def end_in_store(run: RunLog) -> None:
+def end_in_store(run: RunLog) -> bool:
     """The status its cell ended with, at the cell's end time; KILLED when its process died
-    mid-run (unless something else ended it meanwhile)."""
+    mid-run (unless something else ended it meanwhile). True when it closed it KILLED."""
     if run.end is not None:
         store.close_run(run.uri, run.run_id, run.end["status"], run.end.get("end_time"))
     elif store.run_status(run.uri, run.run_id) == "RUNNING":
         store.close_run(run.uri, run.run_id, "KILLED", None, KILLED_REASON)
+        return True
+    return False
 
 
 def remove(run: RunLog) -> None:

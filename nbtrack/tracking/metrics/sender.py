@@ -47,9 +47,13 @@ class Sender(Answers):
         self.state_dir = Path(state_dir)
         self._say = notify
         self._cond = threading.Condition()
+        # One adoption at a time: an explicit close_orphans racing the extension's warm-up
+        # must see the runs the other took over, not skip them as owned elsewhere.
+        self._adopting = threading.Lock()
         self._wake = threading.Event()
         self._queue: collections.deque[Range] = collections.deque()
         self._runs: dict[str, RunLog] = {}
+        self._killed: list[str] = []
         self._inflight = 0  # ranges handed out and not yet answered
         self._outages = Outages()
         self._hurry: collections.Counter = collections.Counter()  # run ids someone waits for
@@ -90,29 +94,30 @@ class Sender(Answers):
 
     def adopt_all(self) -> list[str]:
         """Take over every run log on this machine whose process is gone; returns their ids."""
-        adopted = []
-        for run in run_logs.adopt(self.state_dir, set(self._runs)):
-            with self._cond:
-                self._runs[run.run_id] = run
-            for path in metric_log.pending_files(run.dir):
-                try:
-                    rows = metric_log.rows(path)
-                except Exception as e:
-                    _log.debug("reading %s failed", path, exc_info=True)
-                    self._set_aside_file(run, str(path), f"{type(e).__name__}: {e}")
-                    continue
-                self.add_file(run, path, rows)
-            adopted.append(run.run_id)
-        if adopted:
-            with self._cond:
-                self._cond.notify_all()
-            self._start()
-        return adopted
+        with self._adopting:
+            adopted = []
+            for run in run_logs.adopt(self.state_dir, set(self._runs)):
+                with self._cond:
+                    self._runs[run.run_id] = run
+                for path in metric_log.pending_files(run.dir):
+                    try:
+                        rows = metric_log.rows(path)
+                    except Exception as e:
+                        _log.debug("reading %s failed", path, exc_info=True)
+                        self._set_aside_file(run, str(path), f"{type(e).__name__}: {e}")
+                        continue
+                    self.add_file(run, path, rows)
+                adopted.append(run.run_id)
+            if adopted:
+                with self._cond:
+                    self._cond.notify_all()
+                self._start()
+            return adopted
 
-    def adopted(self) -> dict[str, bool]:
-        """Runs taken over and not yet done: id -> ends KILLED (no end was kept)."""
+    def adopted(self) -> list[str]:
+        """The runs taken over from ended processes and not yet done."""
         with self._cond:
-            return {r.run_id: r.end is None for r in self._runs.values() if r.adopted}
+            return [r.run_id for r in self._runs.values() if r.adopted]
 
     def end(self, run_id: str, status: str, end_time: int, refused_by: str | None = None) -> bool:
         """The run ended with ``status`` at ``end_time`` (ms). True when MLflow already holds
