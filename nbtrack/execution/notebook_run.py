@@ -176,7 +176,7 @@ def _run_papermill_once(spec: dict, deadline: float | None, **engine_kwargs: Any
         )
         timed_out = isinstance(e, TimeoutError) or type(e).__name__ == "CellTimeoutError"
         reason = f"{type(e).__name__}: {_first_line(str(e))}"
-        if kernel_never_started(e) and not _started_cells(spec["output"]):
+        if kernel_never_started(e) and not _started_cells(read_json(Path(spec["output"]))):
             return {"ok": False, "error": reason, "kernel_never_started": True}
         if timed_out:
             reason = f"timed out after {float(spec['timeout']):g} s"
@@ -188,9 +188,8 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
 
-def _started_cells(output: str, nb: dict | None = None) -> list[dict]:
-    """The code cells papermill started in the executed notebook at ``output``."""
-    nb = nb if nb is not None else read_json(Path(output))
+def _started_cells(nb: dict | None) -> list[dict]:
+    """The code cells papermill started in an executed notebook (None: none could be read)."""
     return [
         c
         for c in (nb or {}).get("cells") or []
@@ -203,7 +202,7 @@ def _started_cells(output: str, nb: dict | None = None) -> list[dict]:
 def _mark_running_cell(output: str, ename: str, evalue: str, timed_out: bool) -> None:
     """Give the cell that was running (the last one papermill started) an error output."""
     nb = read_json(Path(output))
-    started = _started_cells(output, nb)
+    started = _started_cells(nb)
     if nb is None or not started:
         return
     cell = started[-1]
